@@ -1,0 +1,117 @@
+//! Argument types shared by subcommands: prompt values and image loading.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{ensure, Context, Result};
+use image::RgbImage;
+use maskd::model::{BoxPrompt, Point, PointLabel};
+
+/// `X,Y[,LABEL]`: a click in image pixels; LABEL 1 = object (default), 0 = background.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointArg(pub Point);
+
+impl FromStr for PointArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PointArg, String> {
+        let fields = numbers(s)?;
+        let label = match fields.as_slice() {
+            [_, _] => PointLabel::Foreground,
+            [_, _, l] if *l == 1.0 => PointLabel::Foreground,
+            [_, _, l] if *l == 0.0 => PointLabel::Background,
+            [_, _, l] => return Err(format!("label must be 1 (object) or 0 (background), got {l}")),
+            _ => return Err(format!("expected X,Y or X,Y,LABEL, got {} values", fields.len())),
+        };
+        Ok(PointArg(Point { x: fields[0], y: fields[1], label }))
+    }
+}
+
+/// `X0,Y0,X1,Y1`: a box in image pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxArg(pub BoxPrompt);
+
+impl FromStr for BoxArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BoxArg, String> {
+        match numbers(s)?.as_slice() {
+            &[x0, y0, x1, y1] => Ok(BoxArg(BoxPrompt { x0, y0, x1, y1 })),
+            other => Err(format!("expected X0,Y0,X1,Y1, got {} values", other.len())),
+        }
+    }
+}
+
+fn numbers(s: &str) -> Result<Vec<f32>, String> {
+    s.split(',')
+        .map(|f| {
+            let f = f.trim();
+            let v: f32 = f.parse().map_err(|_| format!("{f:?} is not a number"))?;
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(format!("{f:?} is not a finite number"))
+            }
+        })
+        .collect()
+}
+
+/// Reads an image file of any format the `image` crate knows as RGB8.
+///
+/// # Errors
+/// Unreadable, not an image, or empty.
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    let image = image::ImageReader::open(path)
+        .with_context(|| format!("opening image {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("reading image {}", path.display()))?
+        .decode()
+        .with_context(|| format!("{} is not an image maskd can read (PNG, JPEG, BMP)", path.display()))?
+        .to_rgb8();
+    ensure!(
+        image.width() > 0 && image.height() > 0,
+        "image {} is empty ({}x{} pixels)",
+        path.display(),
+        image.width(),
+        image.height()
+    );
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_parse_with_default_and_explicit_labels() {
+        assert_eq!("10,20".parse::<PointArg>().unwrap().0, Point::foreground(10.0, 20.0));
+        assert_eq!(" 1.5, 2 ,0".parse::<PointArg>().unwrap().0, Point::background(1.5, 2.0));
+        assert_eq!("1,2,1".parse::<PointArg>().unwrap().0.label, PointLabel::Foreground);
+    }
+
+    #[test]
+    fn bad_points_say_what_is_wrong() {
+        assert_eq!("1,2,3".parse::<PointArg>().unwrap_err(), "label must be 1 (object) or 0 (background), got 3");
+        assert_eq!("1".parse::<PointArg>().unwrap_err(), "expected X,Y or X,Y,LABEL, got 1 values");
+        assert_eq!("1,x".parse::<PointArg>().unwrap_err(), "\"x\" is not a number");
+        assert_eq!("NaN,1".parse::<PointArg>().unwrap_err(), "\"NaN\" is not a finite number");
+    }
+
+    #[test]
+    fn boxes_need_four_numbers() {
+        assert_eq!("1,2,3,4".parse::<BoxArg>().unwrap().0, BoxPrompt { x0: 1.0, y0: 2.0, x1: 3.0, y1: 4.0 });
+        assert_eq!("1,2,3".parse::<BoxArg>().unwrap_err(), "expected X0,Y0,X1,Y1, got 3 values");
+    }
+
+    #[test]
+    fn non_images_and_missing_files_are_named() {
+        let dir = std::env::temp_dir();
+        let text = dir.join(format!("maskd-not-an-image-{}.png", std::process::id()));
+        std::fs::write(&text, "hello").unwrap();
+        let err = format!("{:#}", load_rgb(&text).unwrap_err());
+        assert!(err.contains("is not an image") && err.contains(&text.display().to_string()), "{err}");
+        let missing = dir.join("maskd-no-such-image.png");
+        let err = format!("{:#}", load_rgb(&missing).unwrap_err());
+        assert!(err.contains("opening image") && err.contains("maskd-no-such-image.png"), "{err}");
+    }
+}

@@ -1,0 +1,7 @@
+//! Rendering masks for people: overlays drawn through embedded-graphics.
+
+mod canvas;
+mod overlay;
+
+pub use canvas::Canvas;
+pub use overlay::{Overlay, MASK_ALPHA, MASK_COLOR};

@@ -1,0 +1,66 @@
+//! Segment Anything as pure compute: preprocessing, the tract sessions of
+//! the image encoder and the mask decoder, and postprocessing.
+//!
+//! Encode once per image with [`Sam::embed`], then decode each prompt
+//! against the cached [`Embedding`] with [`Sam::decode`].
+
+mod decoder;
+mod encoder;
+mod manifest;
+mod mask;
+mod postprocess;
+mod preprocess;
+mod prompt;
+mod resize;
+mod session;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use image::RgbImage;
+
+pub use decoder::{Candidate, MaskDecoder, Masks, TOKENS};
+pub use encoder::{Embedding, ImageEncoder};
+pub use manifest::{Manifest, ModelFile, Precision, Variant, MANIFEST_FILE};
+pub use mask::{Mask, PixelBox, Rle};
+pub use postprocess::{MASK_THRESHOLD, STABILITY_OFFSET};
+pub use preprocess::{Geometry, Size};
+pub use prompt::{BoxPrompt, LowResMask, Point, PointLabel, Prompt, PromptError};
+
+/// A SAM-family model: an image encoder and a mask decoder from one manifest.
+#[derive(Debug, Clone)]
+pub struct Sam {
+    pub encoder: ImageEncoder,
+    pub decoder: MaskDecoder,
+    pub manifest: Manifest,
+    pub precision: Precision,
+}
+
+impl Sam {
+    /// Loads the `precision` variant of the model in `dir`.
+    ///
+    /// # Errors
+    /// The manifest or a model file is missing or broken; the message names
+    /// the file and how to recreate it.
+    pub fn load(dir: impl AsRef<Path>, precision: Precision) -> Result<Sam> {
+        let manifest = Manifest::load(dir)?;
+        let variant = manifest.variant(precision)?;
+        let encoder_path = manifest.file_path(&variant.encoder)?;
+        let decoder_path = manifest.file_path(&variant.decoder)?;
+        let encoder = ImageEncoder::load(&manifest, &encoder_path)
+            .with_context(|| format!("model {} ({precision})", manifest.model))?;
+        let decoder = MaskDecoder::load(&manifest, &decoder_path)
+            .with_context(|| format!("model {} ({precision})", manifest.model))?;
+        Ok(Sam { encoder, decoder, manifest, precision })
+    }
+
+    /// Encodes an image (the heavy, once-per-frame step).
+    pub fn embed(&self, image: &RgbImage) -> Result<Embedding> {
+        self.encoder.embed(image)
+    }
+
+    /// Decodes a prompt against an embedding (the light, per-prompt step).
+    pub fn decode(&self, embedding: &Embedding, prompt: &Prompt) -> Result<Masks> {
+        self.decoder.decode(embedding, prompt)
+    }
+}

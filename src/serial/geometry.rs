@@ -1,0 +1,422 @@
+//! What a result says about a mask: its wire run-length encoding, principal
+//! axis and grasp point (docs/PROTOCOL.md, section 4). Pure functions.
+
+use std::num::NonZeroU8;
+
+use thiserror::Error;
+
+use super::message::{MaskHeader, Pixel, PointF, Rect};
+use crate::model::{Mask, PixelBox};
+
+/// Largest image side the protocol's u16 coordinates can address.
+const MAX_SIDE: u32 = u16::MAX as u32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("a {0}x{1} mask exceeds the protocol's {MAX_SIDE}-pixel coordinates")]
+pub struct TooLarge(pub u32, pub u32);
+
+/// A mask as sent on the wire: cropped to its bounding box, optionally
+/// downscaled, as row-major runs starting with unset cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireMask {
+    pub x0: u16,
+    pub y0: u16,
+    pub downscale: u8,
+    pub width: u16,
+    pub height: u16,
+    pub runs: Vec<u32>,
+}
+
+impl WireMask {
+    /// Encodes `mask`; a grid cell is set when any pixel of its block is.
+    /// `None` when the mask is empty.
+    ///
+    /// # Errors
+    /// [`TooLarge`] when the mask is wider or taller than 65535 pixels.
+    pub fn from_mask(mask: &Mask, downscale: NonZeroU8) -> Result<Option<WireMask>, TooLarge> {
+        check_size(mask)?;
+        let Some(bbox) = mask.bbox() else {
+            return Ok(None);
+        };
+        let d = u32::from(downscale.get());
+        let (width, height) = (bbox.width().div_ceil(d), bbox.height().div_ceil(d));
+        let cell_set = |i: u32, j: u32| {
+            let (xs, ys) = (bbox.x0 + i * d, bbox.y0 + j * d);
+            (ys..(ys + d).min(bbox.y1 + 1))
+                .any(|y| (xs..(xs + d).min(bbox.x1 + 1)).any(|x| mask.get(x, y)))
+        };
+        let mut runs = Vec::new();
+        let (mut current, mut run) = (false, 0u32);
+        for j in 0..height {
+            for i in 0..width {
+                let set = cell_set(i, j);
+                if set != current {
+                    runs.push(run);
+                    (current, run) = (set, 0);
+                }
+                run += 1;
+            }
+        }
+        runs.push(run);
+        // Sizes fit: check_size bounds every coordinate and grid side by 65535.
+        Ok(Some(WireMask {
+            x0: bbox.x0 as u16,
+            y0: bbox.y0 as u16,
+            downscale: downscale.get(),
+            width: width as u16,
+            height: height as u16,
+            runs,
+        }))
+    }
+
+    /// The header announcing this mask in `chunks` MaskChunk frames.
+    pub fn header(&self, chunks: u16) -> MaskHeader {
+        MaskHeader {
+            x0: self.x0,
+            y0: self.y0,
+            downscale: self.downscale,
+            width: self.width,
+            height: self.height,
+            runs: self.runs.len() as u32,
+            chunks,
+        }
+    }
+
+    /// The grid cells, row-major, `true` for set.
+    pub fn cells(&self) -> Vec<bool> {
+        let mut cells = Vec::with_capacity(usize::from(self.width) * usize::from(self.height));
+        for (i, &run) in self.runs.iter().enumerate() {
+            cells.extend(std::iter::repeat_n(i % 2 == 1, run as usize));
+        }
+        cells
+    }
+}
+
+/// The geometry fields of a SegmentResult.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    pub area: u32,
+    /// Inclusive bounds.
+    pub bbox: Rect,
+    pub centroid: PointF,
+    pub angle: f32,
+    pub grasp: Pixel,
+    pub clearance: f32,
+}
+
+/// Measures a mask for a SegmentResult; `None` when it is empty.
+///
+/// # Errors
+/// [`TooLarge`] when the mask is wider or taller than 65535 pixels.
+pub fn shape(mask: &Mask) -> Result<Option<Shape>, TooLarge> {
+    check_size(mask)?;
+    let (Some(bbox), Some((cx, cy))) = (mask.bbox(), mask.centroid()) else {
+        return Ok(None);
+    };
+    let (grasp, clearance) = grasp_point(mask, bbox, (cx, cy));
+    Ok(Some(Shape {
+        area: mask.area() as u32,
+        bbox: Rect {
+            x0: bbox.x0 as u16,
+            y0: bbox.y0 as u16,
+            x1: bbox.x1 as u16,
+            y1: bbox.y1 as u16,
+        },
+        centroid: PointF { x: cx, y: cy },
+        angle: principal_angle(mask, bbox, (cx, cy)),
+        grasp,
+        clearance,
+    }))
+}
+
+fn check_size(mask: &Mask) -> Result<(), TooLarge> {
+    if mask.width() > MAX_SIDE || mask.height() > MAX_SIDE {
+        return Err(TooLarge(mask.width(), mask.height()));
+    }
+    Ok(())
+}
+
+/// Direction of the long axis from the second central moments, radians in
+/// (-pi/2, pi/2] from +x toward +y; 0 when no axis dominates.
+fn principal_angle(mask: &Mask, bbox: PixelBox, (cx, cy): (f32, f32)) -> f32 {
+    let (cx, cy) = (f64::from(cx), f64::from(cy));
+    let (mut mu20, mut mu02, mut mu11) = (0.0f64, 0.0f64, 0.0f64);
+    for y in bbox.y0..=bbox.y1 {
+        for x in bbox.x0..=bbox.x1 {
+            if mask.get(x, y) {
+                let (dx, dy) = (f64::from(x) - cx, f64::from(y) - cy);
+                mu20 += dx * dx;
+                mu02 += dy * dy;
+                mu11 += dx * dy;
+            }
+        }
+    }
+    // Round off the float noise of symmetric shapes so that a square gives exactly 0.
+    let scale = (mu20 + mu02).max(1.0) * 1e-9;
+    let (num, den) = (2.0 * mu11, mu20 - mu02);
+    if num.abs() < scale && den.abs() < scale {
+        return 0.0;
+    }
+    let angle = 0.5 * num.atan2(den);
+    // atan2 gives [-pi, pi], so angle is in [-pi/2, pi/2]: fold -pi/2 onto pi/2.
+    if angle <= -std::f64::consts::FRAC_PI_2 {
+        std::f32::consts::FRAC_PI_2
+    } else {
+        angle as f32
+    }
+}
+
+/// The set pixel farthest from any unset pixel (or the image edge) and that
+/// distance; ties go to the pixel nearest the centroid, then the first in row-major order.
+fn grasp_point(mask: &Mask, bbox: PixelBox, (cx, cy): (f32, f32)) -> (Pixel, f32) {
+    let dist2 = squared_distance_to_unset(mask, bbox);
+    let width = bbox.width() as usize + 2;
+    let mut best = (Pixel::default(), -1.0f64, f64::INFINITY);
+    for y in bbox.y0..=bbox.y1 {
+        for x in bbox.x0..=bbox.x1 {
+            if !mask.get(x, y) {
+                continue;
+            }
+            let d2 = dist2[(y - bbox.y0 + 1) as usize * width + (x - bbox.x0 + 1) as usize];
+            let c2 =
+                (f64::from(x) - f64::from(cx)).powi(2) + (f64::from(y) - f64::from(cy)).powi(2);
+            if d2 > best.1 || (d2 == best.1 && c2 < best.2) {
+                best = (
+                    Pixel {
+                        x: x as u16,
+                        y: y as u16,
+                    },
+                    d2,
+                    c2,
+                );
+            }
+        }
+    }
+    (best.0, best.1.sqrt() as f32)
+}
+
+/// Exact squared Euclidean distance transform of the bbox crop with a one-pixel
+/// unset margin (which stands for both the unset surroundings and the image edge):
+/// a per-column scan, then the lower envelope of parabolas per row
+/// (Felzenszwalb & Huttenlocher, "Distance Transforms of Sampled Functions", 2012).
+fn squared_distance_to_unset(mask: &Mask, bbox: PixelBox) -> Vec<f64> {
+    let (w, h) = (bbox.width() as usize + 2, bbox.height() as usize + 2);
+    let set = |cx: usize, cy: usize| {
+        (1..w - 1).contains(&cx)
+            && (1..h - 1).contains(&cy)
+            && mask.get(bbox.x0 + cx as u32 - 1, bbox.y0 + cy as u32 - 1)
+    };
+    // Columns: distance to the nearest unset pixel in the same column; the margin bounds it.
+    let mut column = vec![0.0f64; w * h];
+    for x in 0..w {
+        let mut d = 0.0;
+        for y in 0..h {
+            d = if set(x, y) { d + 1.0 } else { 0.0 };
+            column[y * w + x] = d;
+        }
+        let mut d = 0.0;
+        for y in (0..h).rev() {
+            d = if set(x, y) { d + 1.0 } else { 0.0 };
+            let cell = &mut column[y * w + x];
+            *cell = cell.min(d).powi(2);
+        }
+    }
+    let mut out = vec![0.0f64; w * h];
+    let (mut v, mut z) = (vec![0usize; w], vec![0.0f64; w + 1]);
+    for y in 0..h {
+        let f = &column[y * w..(y + 1) * w];
+        let mut k = 0;
+        v[0] = 0;
+        z[0] = f64::NEG_INFINITY;
+        z[1] = f64::INFINITY;
+        for q in 1..w {
+            let parabola = |p: usize| f[p] + (p * p) as f64;
+            let mut s;
+            loop {
+                let p = v[k];
+                s = (parabola(q) - parabola(p)) / (2.0 * (q - p) as f64);
+                // z[0] is -inf, so this stops at k = 0 at the latest.
+                if s > z[k] {
+                    break;
+                }
+                k -= 1;
+            }
+            k += 1;
+            v[k] = q;
+            z[k] = s;
+            z[k + 1] = f64::INFINITY;
+        }
+        k = 0;
+        for q in 0..w {
+            while z[k + 1] < q as f64 {
+                k += 1;
+            }
+            let p = v[k];
+            out[y * w + q] = (q as f64 - p as f64).powi(2) + f[p];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mask from ASCII art: `#` set, anything else unset.
+    fn mask(rows: &[&str]) -> Mask {
+        let rows: Vec<&[u8]> = rows.iter().map(|r| r.as_bytes()).collect();
+        Mask::from_fn(rows[0].len() as u32, rows.len() as u32, |x, y| {
+            rows[y as usize][x as usize] == b'#'
+        })
+    }
+
+    fn one() -> NonZeroU8 {
+        NonZeroU8::MIN
+    }
+
+    #[test]
+    fn rle_crops_to_the_bbox_and_starts_with_unset() {
+        // Art, then (x0, y0, width, height) of the grid, then its runs.
+        type Case = (
+            &'static [&'static str],
+            (u16, u16, u16, u16),
+            &'static [u32],
+        );
+        let cases: [Case; 3] = [
+            (&["....", ".##.", ".#..", "...."], (1, 1, 2, 2), &[0, 3, 1]),
+            (&["#"], (0, 0, 1, 1), &[0, 1]),
+            (
+                &[".....", "..#.#", "...#."],
+                (2, 1, 3, 2),
+                &[0, 1, 1, 1, 1, 1, 1],
+            ),
+        ];
+        for (art, (x0, y0, width, height), runs) in cases {
+            let wire = WireMask::from_mask(&mask(art), one())
+                .expect("fits")
+                .expect("not empty");
+            assert_eq!(
+                (wire.x0, wire.y0, wire.width, wire.height),
+                (x0, y0, width, height),
+                "{art:?}"
+            );
+            assert_eq!(wire.runs, runs, "{art:?}");
+            assert_eq!(
+                wire.runs.iter().sum::<u32>(),
+                u32::from(width) * u32::from(height)
+            );
+        }
+    }
+
+    #[test]
+    fn downscaled_cells_are_set_when_any_pixel_of_the_block_is() {
+        let art = ["#....", ".....", "....#", "....#", "..#.."];
+        let wire = WireMask::from_mask(&mask(&art), NonZeroU8::new(2).expect("2"))
+            .expect("fits")
+            .expect("set");
+        assert_eq!((wire.width, wire.height, wire.downscale), (3, 3, 2));
+        // Blocks: row 0 = {#.|..|.}, row 1 = {..|..|#}, row 2 = {..|#.|.}
+        #[rustfmt::skip]
+        let expected = [
+            true, false, false,
+            false, false, true,
+            false, true, false,
+        ];
+        assert_eq!(wire.cells(), expected);
+    }
+
+    #[test]
+    fn empty_masks_have_no_wire_mask_and_no_shape() {
+        let empty = mask(&["...", "..."]);
+        assert_eq!(WireMask::from_mask(&empty, one()), Ok(None));
+        assert_eq!(shape(&empty), Ok(None));
+    }
+
+    #[test]
+    fn principal_angle_follows_the_long_axis() {
+        let cases: [(&[&str], f32); 5] = [
+            (&["#####"], 0.0),
+            (&["#", "#", "#"], std::f32::consts::FRAC_PI_2),
+            (&["#..", ".#.", "..#"], std::f32::consts::FRAC_PI_4),
+            (&["..#", ".#.", "#.."], -std::f32::consts::FRAC_PI_4),
+            (&["##", "##"], 0.0),
+        ];
+        for (art, angle) in cases {
+            let got = shape(&mask(art)).expect("fits").expect("set").angle;
+            assert!((got - angle).abs() < 1e-6, "{art:?}: {got} != {angle}");
+        }
+    }
+
+    #[test]
+    fn grasp_point_is_the_centre_of_the_largest_inscribed_disc() {
+        let cases: [(&[&str], (u16, u16), f32); 4] = [
+            (&[".....", ".###.", ".###.", ".###.", "....."], (2, 2), 2.0),
+            // Touching the image edge counts as a boundary.
+            (&["###", "###", "###"], (1, 1), 2.0),
+            // An L: its centroid (2, 3.25) is one pixel from the inner corner; the grasp moves into the foot.
+            (
+                &["##....", "##....", "##....", "######", "######", "######"],
+                (2, 4),
+                2.0,
+            ),
+            (&["#"], (0, 0), 1.0),
+        ];
+        for (art, (x, y), clearance) in cases {
+            let s = shape(&mask(art)).expect("fits").expect("set");
+            assert_eq!((s.grasp.x, s.grasp.y), (x, y), "{art:?}");
+            assert!(
+                (s.clearance - clearance).abs() < 1e-6,
+                "{art:?}: {}",
+                s.clearance
+            );
+        }
+    }
+
+    #[test]
+    fn grasp_point_of_a_ring_stays_on_the_ring() {
+        let ring = Mask::from_fn(41, 41, |x, y| {
+            let r2 = (x as i32 - 20).pow(2) + (y as i32 - 20).pow(2);
+            (100..=324).contains(&r2)
+        });
+        let s = shape(&ring).expect("fits").expect("set");
+        assert!(ring.get(u32::from(s.grasp.x), u32::from(s.grasp.y)));
+        assert!(!ring.get(20, 20), "the centroid is outside");
+    }
+
+    #[test]
+    fn distance_transform_matches_brute_force() {
+        let art = [
+            ".##.#####",
+            "########.",
+            "#.#####.#",
+            "#########",
+            "..###....",
+        ];
+        let m = mask(&art);
+        let bbox = m.bbox().expect("set");
+        let d = squared_distance_to_unset(&m, bbox);
+        let w = bbox.width() as i64 + 2;
+        let h = bbox.height() as i64 + 2;
+        let set = |x: i64, y: i64| {
+            (0..w - 2).contains(&(x - 1))
+                && (0..h - 2).contains(&(y - 1))
+                && m.get((x - 1) as u32, (y - 1) as u32)
+        };
+        for y in 0..h {
+            for x in 0..w {
+                let brute = (0..h)
+                    .flat_map(|v| (0..w).map(move |u| (u, v)))
+                    .filter(|&(u, v)| !set(u, v))
+                    .map(|(u, v)| ((u - x).pow(2) + (v - y).pow(2)) as f64)
+                    .fold(f64::INFINITY, f64::min);
+                assert_eq!(d[(y * w + x) as usize], brute, "at ({x}, {y})");
+            }
+        }
+    }
+
+    #[test]
+    fn masks_wider_than_u16_coordinates_are_refused() {
+        let wide = Mask::from_fn(70_000, 1, |x, _| x == 3);
+        assert_eq!(shape(&wide), Err(TooLarge(70_000, 1)));
+    }
+}

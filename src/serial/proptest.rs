@@ -1,0 +1,434 @@
+//! Property tests of the serial layer: random messages through encode, random
+//! chunk splits and the decoder; random masks through chunking and reassembly.
+
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+
+use super::chunk::{answer_messages, MaskAssembler};
+use super::codec::{encode, Decoder, Frame, MAX_BODY};
+use super::geometry::WireMask;
+use super::message::*;
+
+/// One message of every kind, with non-trivial fields.
+pub(crate) fn sample_messages() -> Vec<Message> {
+    vec![
+        Message::Hello(Hello {
+            client: "arm-controller 2.1".into(),
+        }),
+        Message::Capabilities(Capabilities {
+            protocol: PROTOCOL_VERSION,
+            schema_hash: SCHEMA_HASH,
+            max_frame: 4096,
+            image_width: 640,
+            image_height: 480,
+            model: "mobile_sam".into(),
+            max_points: 16,
+            queue_capacity: 4,
+            heartbeat_ms: 1000,
+        }),
+        Message::SegmentRequest(SegmentRequest {
+            points: vec![
+                Point {
+                    x: 120,
+                    y: 80,
+                    label: Label::Foreground,
+                },
+                Point {
+                    x: 300,
+                    y: 479,
+                    label: Label::Background,
+                },
+            ],
+            box_prompt: Some(Rect {
+                x0: 10,
+                y0: 20,
+                x1: 400,
+                y1: 300,
+            }),
+            frame: FrameSelector::Id(77_000),
+            output: Output {
+                mask: MaskEncoding::Rle,
+                downscale: 4,
+            },
+        }),
+        Message::SegmentResult(SegmentResult {
+            status: ResultStatus::Ok,
+            frame_id: 77_000,
+            frame_age_ms: 85,
+            decode_ms: 31,
+            predicted_iou: 0.93,
+            stability_score: 0.97,
+            area: 12_345,
+            bbox: Rect {
+                x0: 100,
+                y0: 60,
+                x1: 220,
+                y1: 190,
+            },
+            centroid: PointF {
+                x: 160.25,
+                y: 125.5,
+            },
+            angle: -0.75,
+            grasp: Pixel { x: 158, y: 130 },
+            clearance: 41.2,
+            mask: Some(MaskHeader {
+                x0: 100,
+                y0: 60,
+                downscale: 2,
+                width: 61,
+                height: 66,
+                runs: 300,
+                chunks: 1,
+            }),
+        }),
+        Message::MaskChunk(MaskChunk {
+            index: 0,
+            count: 1,
+            runs: vec![0, 3, 200, 70_000, 1],
+        }),
+        Message::GetStatus,
+        Message::Status(Status {
+            uptime_ms: 3_600_000,
+            fps: 4.5,
+            encoder_ms: 210.0,
+            camera: CameraState::Streaming,
+            queue_depth: 2,
+            frames_superseded: 17,
+            capture_errors: 1,
+            busy_rejections: 3,
+            link_drops: LinkDrops {
+                cobs: 1,
+                truncated: 2,
+                crc: 3,
+                unknown_version: 4,
+                unknown_kind: 5,
+                oversize: 6,
+                body: 7,
+            },
+        }),
+        Message::Error(ErrorReply {
+            code: ErrorCode::NoFrame,
+            message: "frame 12 is gone".into(),
+        }),
+    ]
+}
+
+fn finite() -> impl Strategy<Value = f32> {
+    -1.0e6f32..1.0e6
+}
+
+fn rect() -> impl Strategy<Value = Rect> {
+    (any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>()).prop_map(|(x0, y0, x1, y1)| Rect {
+        x0,
+        y0,
+        x1,
+        y1,
+    })
+}
+
+fn label() -> impl Strategy<Value = Label> {
+    prop_oneof![Just(Label::Background), Just(Label::Foreground)]
+}
+
+fn segment_request() -> impl Strategy<Value = SegmentRequest> {
+    let point =
+        (any::<u16>(), any::<u16>(), label()).prop_map(|(x, y, label)| Point { x, y, label });
+    let frame = prop_oneof![
+        Just(FrameSelector::Latest),
+        any::<u32>().prop_map(FrameSelector::Id)
+    ];
+    let mask = prop_oneof![Just(MaskEncoding::None), Just(MaskEncoding::Rle)];
+    (
+        vec(point, 0..20),
+        option::of(rect()),
+        frame,
+        mask,
+        any::<u8>(),
+    )
+        .prop_map(
+            |(points, box_prompt, frame, mask, downscale)| SegmentRequest {
+                points,
+                box_prompt,
+                frame,
+                output: Output { mask, downscale },
+            },
+        )
+}
+
+fn segment_result() -> impl Strategy<Value = SegmentResult> {
+    let header = (
+        any::<u16>(),
+        any::<u16>(),
+        any::<u8>(),
+        any::<u16>(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u16>(),
+    )
+        .prop_map(
+            |(x0, y0, downscale, width, height, runs, chunks)| MaskHeader {
+                x0,
+                y0,
+                downscale,
+                width,
+                height,
+                runs,
+                chunks,
+            },
+        );
+    let status = prop_oneof![Just(ResultStatus::Ok), Just(ResultStatus::Empty)];
+    (
+        (
+            status,
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            finite(),
+            finite(),
+            any::<u32>(),
+        ),
+        (
+            rect(),
+            finite(),
+            finite(),
+            finite(),
+            any::<u16>(),
+            any::<u16>(),
+            finite(),
+            option::of(header),
+        ),
+    )
+        .prop_map(
+            |(
+                (status, frame_id, frame_age_ms, decode_ms, predicted_iou, stability_score, area),
+                (bbox, cx, cy, angle, gx, gy, clearance, mask),
+            )| SegmentResult {
+                status,
+                frame_id,
+                frame_age_ms,
+                decode_ms,
+                predicted_iou,
+                stability_score,
+                area,
+                bbox,
+                centroid: PointF { x: cx, y: cy },
+                angle,
+                grasp: Pixel { x: gx, y: gy },
+                clearance,
+                mask,
+            },
+        )
+}
+
+fn status() -> impl Strategy<Value = Status> {
+    let camera = prop_oneof![
+        Just(CameraState::Starting),
+        Just(CameraState::Streaming),
+        Just(CameraState::Stalled),
+        Just(CameraState::Disconnected),
+    ];
+    (
+        (
+            any::<u32>(),
+            finite(),
+            finite(),
+            camera,
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+        ),
+        any::<[u32; 7]>(),
+    )
+        .prop_map(
+            |(
+                (
+                    uptime_ms,
+                    fps,
+                    encoder_ms,
+                    camera,
+                    queue_depth,
+                    frames_superseded,
+                    capture_errors,
+                    busy_rejections,
+                ),
+                d,
+            )| Status {
+                uptime_ms,
+                fps,
+                encoder_ms,
+                camera,
+                queue_depth,
+                frames_superseded,
+                capture_errors,
+                busy_rejections,
+                link_drops: LinkDrops {
+                    cobs: d[0],
+                    truncated: d[1],
+                    crc: d[2],
+                    unknown_version: d[3],
+                    unknown_kind: d[4],
+                    oversize: d[5],
+                    body: d[6],
+                },
+            },
+        )
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    prop::sample::select(vec![
+        ErrorCode::BadCrc,
+        ErrorCode::UnknownVersion,
+        ErrorCode::UnknownKind,
+        ErrorCode::Oversize,
+        ErrorCode::MalformedBody,
+        ErrorCode::Busy,
+        ErrorCode::InvalidPrompt,
+        ErrorCode::NoFrame,
+        ErrorCode::Internal,
+    ])
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        ".{0,40}".prop_map(|client| Message::Hello(Hello { client })),
+        (
+            any::<u32>(),
+            any::<u16>(),
+            any::<u16>(),
+            "[a-z_]{0,20}",
+            any::<u8>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(schema_hash, image_width, image_height, model, max_points, heartbeat_ms)| {
+                    Message::Capabilities(Capabilities {
+                        protocol: PROTOCOL_VERSION,
+                        schema_hash,
+                        max_frame: 4096,
+                        image_width,
+                        image_height,
+                        model,
+                        max_points,
+                        queue_capacity: max_points,
+                        heartbeat_ms,
+                    })
+                }
+            ),
+        segment_request().prop_map(Message::SegmentRequest),
+        segment_result().prop_map(Message::SegmentResult),
+        (any::<u16>(), any::<u16>(), vec(any::<u32>(), 0..200))
+            .prop_map(|(index, count, runs)| Message::MaskChunk(MaskChunk { index, count, runs })),
+        Just(Message::GetStatus),
+        status().prop_map(Message::Status),
+        (error_code(), ".{0,60}")
+            .prop_map(|(code, message)| Message::Error(ErrorReply { code, message })),
+    ]
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    (any::<u16>(), any::<u32>(), any::<bool>(), message()).prop_map(
+        |(seq, request_id, more, message)| Frame {
+            seq,
+            request_id,
+            more,
+            message,
+        },
+    )
+}
+
+/// Cuts `bytes` at the given fractions of its length.
+fn split(bytes: &[u8], cuts: &[f64]) -> Vec<Vec<u8>> {
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|c| (c * bytes.len() as f64) as usize)
+        .collect();
+    at.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for end in at.into_iter().chain([bytes.len()]) {
+        pieces.push(bytes[start..end].to_vec());
+        start = end;
+    }
+    pieces
+}
+
+proptest! {
+    #[test]
+    fn frames_survive_encoding_and_any_chunk_split(
+        frames in vec(frame(), 1..6),
+        cuts in vec(0.0f64..1.0, 0..12),
+    ) {
+        let stream: Vec<u8> = frames.iter().flat_map(|f| encode(f).expect("encodes")).collect();
+        let mut decoder = Decoder::new();
+        let mut received = Vec::new();
+        for piece in split(&stream, &cuts) {
+            for result in decoder.feed(&piece) {
+                received.push(result.expect("decodes"));
+            }
+        }
+        prop_assert_eq!(received, frames);
+    }
+
+    #[test]
+    fn decoder_recovers_after_garbage(
+        garbage in vec(any::<u8>(), 0..600),
+        sent in frame(),
+        cuts in vec(0.0f64..1.0, 0..6),
+    ) {
+        // A leading delimiter cuts the garbage off, as a client does after opening the port.
+        let mut stream = garbage;
+        stream.push(0);
+        stream.extend(encode(&sent).expect("encodes"));
+        let mut decoder = Decoder::new();
+        let results: Vec<_> = split(&stream, &cuts).iter().flat_map(|p| decoder.feed(p)).collect();
+        let last = results.last().expect("the frame ends the stream");
+        prop_assert_eq!(last.as_ref().expect("decodes"), &sent);
+        let drops = decoder.drops();
+        let dropped = drops.cobs + drops.truncated + drops.crc + drops.unknown_version
+            + drops.unknown_kind + drops.oversize + drops.body;
+        prop_assert_eq!(dropped as usize, results.len() - 1);
+    }
+
+    #[test]
+    fn chunked_masks_fit_frames_and_reassemble(
+        width in 1u32..90,
+        height in 1u32..90,
+        seed in any::<u64>(),
+        density in 0u64..100,
+        downscale in 1u8..6,
+    ) {
+        let mut state = seed | 1;
+        let mask = crate::model::Mask::from_fn(width, height, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % 100 < density
+        });
+        let downscale = std::num::NonZeroU8::new(downscale).expect("non-zero");
+        let Some(wire) = WireMask::from_mask(&mask, downscale).expect("fits u16") else {
+            prop_assert_eq!(mask.area(), 0);
+            return Ok(());
+        };
+        let messages = answer_messages(sample_result(), Some(&wire)).expect("chunks");
+        let Message::SegmentResult(result) = &messages[0] else { panic!("result first") };
+        let header = result.mask.expect("mask header");
+        let mut assembler = MaskAssembler::new(header);
+        let mut rebuilt = None;
+        for message in &messages[1..] {
+            let Message::MaskChunk(chunk) = message else { panic!("chunks follow") };
+            prop_assert!(message.to_body().expect("encodes").len() <= MAX_BODY);
+            rebuilt = assembler.push(chunk).expect("in order");
+        }
+        prop_assert_eq!(rebuilt.expect("complete"), wire);
+    }
+}
+
+fn sample_result() -> SegmentResult {
+    match sample_messages().swap_remove(3) {
+        Message::SegmentResult(result) => result,
+        _ => unreachable!("sample 3 is a SegmentResult"),
+    }
+}

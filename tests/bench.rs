@@ -1,0 +1,82 @@
+//! `maskd bench` end to end on the real model, at its smallest: every figure
+//! is present and positive. Speed is measured here, never asserted.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{golden_dir, model_dir};
+
+fn bench(extra: &[&str]) -> Output {
+    let image = golden_dir().join("images/chelsea.png");
+    let model = model_dir();
+    Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["bench", "--no-ort", "--variants", "f32", "--threads", "1", "--frames", "1", "--prompts", "4"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--images")
+        .arg(&image)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn json_report_has_positive_figures_for_every_stage() {
+    let report: serde_json::Value = serde_json::from_str(&stdout(&bench(&["--json"]))).unwrap();
+    assert_eq!(report["frames_per_image"], 1);
+    assert_eq!(report["prompts_per_image"], 4);
+    assert!(report["ort_version"].is_null());
+    let configs = report["configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 1);
+    let config = &configs[0];
+    assert_eq!((config["variant"].as_str(), config["threads"].as_u64()), (Some("f32"), Some(1)));
+    assert!(config["ort"].is_null());
+    let maskd = &config["maskd"];
+    let positive = |v: &serde_json::Value, what: &str| {
+        let x = v.as_f64().unwrap_or_else(|| panic!("{what} missing in {maskd}"));
+        assert!(x > 0.0, "{what} = {x}");
+    };
+    positive(&maskd["load_ms"], "load_ms");
+    for stage in ["encoder_ms", "preprocess_ms", "decoder_ms", "postprocess_ms"] {
+        positive(&maskd[stage]["p50"], stage);
+        positive(&maskd[stage]["p95"], stage);
+    }
+    assert_eq!(maskd["encoder_ms"]["n"], 1);
+    assert_eq!(maskd["decoder_ms"]["n"], 4);
+    positive(&maskd["peak_rss_mib"], "peak_rss_mib");
+    assert!(maskd["peak_rss_mib"].as_f64() >= maskd["base_rss_mib"].as_f64());
+    for row in config["rows"].as_array().unwrap() {
+        assert!(row["ort"].is_null() && row["ratio"].is_null(), "{row}");
+    }
+}
+
+#[test]
+fn table_names_every_figure() {
+    let table = stdout(&bench(&[]));
+    assert!(table.contains("ONNX Runtime not run"), "{table}");
+    for figure in
+        ["load (ms)", "encoder p50 (ms/frame)", "decoder p95 (ms/prompt)", "upscale 4 masks p50", "peak RSS (MiB)"]
+    {
+        let line = table.lines().find(|l| l.contains(figure)).unwrap_or_else(|| panic!("{figure} not in:\n{table}"));
+        let maskd: f64 = line.split_whitespace().rev().nth(2).unwrap().parse().unwrap();
+        assert!(line.starts_with("f32 1t") && maskd > 0.0, "{line}");
+    }
+}
+
+#[test]
+fn missing_python_names_the_command_that_creates_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["bench", "--python", "/nonexistent/python", "--model"])
+        .arg(model_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/nonexistent/python") && err.contains("models/export.sh"), "{err}");
+}

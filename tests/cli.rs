@@ -1,0 +1,122 @@
+//! `maskd segment` end to end: outputs on the real model, and clear errors
+//! (exit status 2, a message naming what was wrong) for bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{cases, model_dir};
+use maskd::model::Mask;
+
+fn maskd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maskd")).args(args).env("MASKD_MODEL", model_dir()).output().unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("maskd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_fails_with(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+}
+
+fn golden_image() -> String {
+    cases()[0].image_path().display().to_string()
+}
+
+#[test]
+fn segment_writes_overlay_mask_and_json_matching_the_reference() {
+    // Several clicks or a box: SAM's rule returns the single-mask output (token 0).
+    let case = cases()
+        .into_iter()
+        .find(|c| c.mask_input_from.is_none() && (c.points.len() > 1 || c.bbox.is_some()))
+        .expect("a golden case with several points or a box");
+    let overlay = scratch("overlay.png");
+    let mask_path = scratch("mask.png");
+    let mut args = vec!["segment".to_string(), "--image".into(), case.image_path().display().to_string()];
+    for [x, y, label] in &case.points {
+        args.extend(["--point".into(), format!("{x},{y},{label}")]);
+    }
+    if let Some([x0, y0, x1, y1]) = case.bbox {
+        args.extend(["--box".into(), format!("{x0},{y0},{x1},{y1}")]);
+    }
+    args.extend(["--out".into(), overlay.display().to_string(), "--mask-out".into(), mask_path.display().to_string()]);
+    args.push("--json".into());
+    let out = maskd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mask"]["token"], 0);
+    assert!(report["timings_ms"]["encode"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["candidates"].as_array().unwrap().len(), 4);
+
+    let written = image::open(&mask_path).unwrap().to_luma8();
+    assert_eq!([written.height(), written.width()], case.size);
+    assert!(written.pixels().all(|p| p[0] == 0 || p[0] == 255), "mask PNG holds only 0 and 255");
+    let iou = Mask::from_gray(&written, 127).iou(&case.outputs[0].mask());
+    assert!(iou >= 0.995, "mask IoU vs reference {iou}");
+    assert_eq!(report["mask"]["area"], Mask::from_gray(&written, 127).area());
+
+    let drawn = image::open(&overlay).unwrap().to_rgb8();
+    let photo = image::open(case.image_path()).unwrap().to_rgb8();
+    assert_eq!(drawn.dimensions(), photo.dimensions());
+    assert_ne!(drawn, photo, "the overlay marks the photo");
+}
+
+#[test]
+fn text_report_names_scores_bbox_area_and_timings() {
+    let out = maskd(&["segment", "--image", &golden_image(), "--point", "100,100", "--out", &scratch("text.png").display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for field in ["encode", "decode", "predicted IoU", "stability", "area", "bbox", "best of 3 multimask"] {
+        assert!(text.contains(field), "{field:?} not in:\n{text}");
+    }
+}
+
+#[test]
+fn missing_model_names_the_path_and_the_export_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["segment", "--image", &golden_image(), "--point", "10,10", "--out", "/dev/null"])
+        .args(["--model", "/nonexistent/maskd-model"])
+        .output()
+        .unwrap();
+    assert_fails_with(&out, &["/nonexistent/maskd-model/manifest.json", "models/export.sh"]);
+}
+
+#[test]
+fn bad_prompts_are_named_before_the_model_runs() {
+    let image = golden_image();
+    let out_path = scratch("never.png").display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["segment", "--image", &image, "--out", &out_path];
+        args.extend_from_slice(extra);
+        // A missing model proves the prompt is rejected first.
+        Command::new(env!("CARGO_BIN_EXE_maskd")).args(&args).args(["--model", "/nonexistent"]).output().unwrap()
+    };
+    assert_fails_with(&run(&["--point", "100000,5"]), &["point (100000, 5) lies outside"]);
+    assert_fails_with(&run(&["--box", "50,10,20,40"]), &["needs x0 < x1"]);
+    assert_fails_with(&run(&[]), &["neither points nor a box"]);
+    let nan = run(&["--point", "NaN,4"]);
+    assert_fails_with(&nan, &["\"NaN\" is not a finite number"]);
+    assert_fails_with(&run(&["--point", "1,2,7"]), &["label must be 1 (object) or 0 (background)"]);
+    assert!(!Path::new(&out_path).exists());
+}
+
+#[test]
+fn non_image_input_is_named() {
+    let text = scratch("notes.jpg");
+    std::fs::write(&text, "not a photo").unwrap();
+    let out = maskd(&["segment", "--image", &text.display().to_string(), "--point", "1,1", "--out", "/dev/null"]);
+    assert_fails_with(&out, &["notes.jpg is not an image maskd can read"]);
+}

@@ -1,0 +1,74 @@
+//! Shared by the integration tests: where the model and the goldens are.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+
+use maskd::model::{BoxPrompt, Mask, Point, Prompt};
+use serde::Deserialize;
+
+/// The exported model the tests run: `MASKD_MODEL`, else the export
+/// script's default output. Tests fail (never skip) when it is missing.
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("MASKD_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mobile_sam"))
+}
+
+pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// One PyTorch reference prediction (`tests/golden/cases.json`).
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub image: String,
+    pub size: [u32; 2],
+    pub points: Vec<[f32; 3]>,
+    #[serde(rename = "box")]
+    pub bbox: Option<[f32; 4]>,
+    pub mask_input_from: Option<String>,
+    pub mask_input_index: Option<usize>,
+    pub multimask: bool,
+    pub outputs: Vec<Output>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Output {
+    pub token: usize,
+    pub mask: String,
+    pub iou: f32,
+    pub area: u64,
+}
+
+pub fn cases() -> Vec<Case> {
+    let path = golden_dir().join("cases.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+impl Case {
+    /// The prompt without its mask input (which comes from an earlier case).
+    pub fn prompt(&self) -> Prompt {
+        let points = self
+            .points
+            .iter()
+            .map(|&[x, y, label]| if label == 1.0 { Point::foreground(x, y) } else { Point::background(x, y) })
+            .collect();
+        let bbox = self.bbox.map(|[x0, y0, x1, y1]| BoxPrompt { x0, y0, x1, y1 });
+        Prompt { points, bbox, mask_input: None }
+    }
+
+    pub fn image_path(&self) -> PathBuf {
+        golden_dir().join(&self.image)
+    }
+}
+
+impl Output {
+    pub fn mask(&self) -> Mask {
+        let path = golden_dir().join(&self.mask);
+        let gray = image::open(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).to_luma8();
+        Mask::from_gray(&gray, 127)
+    }
+}

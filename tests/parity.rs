@@ -1,0 +1,92 @@
+//! Parity with PyTorch MobileSAM: every golden prompt, decoded by tract on
+//! the exported model, must give the reference masks and scores.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{cases, model_dir, Case};
+use maskd::model::{Embedding, LowResMask, Masks, Precision, Sam};
+
+/// Minimum IoU between our mask and PyTorch's at original resolution, f32 model.
+const F32_MIN_MASK_IOU: f64 = 0.995;
+/// Largest difference of predicted IoU from PyTorch's, f32 model.
+const F32_MAX_SCORE_DIFF: f32 = 0.01;
+/// Minimum IoU between the quantized model's masks and PyTorch's.
+const INT8_MIN_MASK_IOU: f64 = 0.95;
+
+struct Tolerance {
+    min_mask_iou: f64,
+    max_score_diff: Option<f32>,
+}
+
+/// Decodes every golden case and checks each reference output against its
+/// token's mask; returns the mask IoUs.
+fn check_parity(precision: Precision, tolerance: Tolerance) -> Vec<f64> {
+    let sam = Sam::load(model_dir(), precision).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut embeddings: HashMap<String, Embedding> = HashMap::new();
+    let mut results: HashMap<String, Masks> = HashMap::new();
+    let mut ious = Vec::new();
+    let mut failures = Vec::new();
+    for case in cases() {
+        let embedding = embeddings.entry(case.image.clone()).or_insert_with(|| {
+            let image = image::open(case.image_path()).unwrap().to_rgb8();
+            assert_eq!([image.height(), image.width()], case.size, "{}: image size", case.name);
+            sam.embed(&image).unwrap()
+        });
+        let prompt = prompt_with_mask_input(&case, &results);
+        let masks = sam.decode(embedding, &prompt).unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
+        for output in &case.outputs {
+            let ours = &masks.candidates[output.token];
+            let iou = ours.mask.iou(&output.mask());
+            let score_diff = (ours.predicted_iou - output.iou).abs();
+            println!(
+                "{precision} {:<28} token {}  mask IoU {iou:.4}  predicted IoU {:.4} vs {:.4}",
+                case.name, output.token, ours.predicted_iou, output.iou
+            );
+            ious.push(iou);
+            if iou < tolerance.min_mask_iou {
+                failures.push(format!("{} token {}: mask IoU {iou:.4}", case.name, output.token));
+            }
+            if tolerance.max_score_diff.is_some_and(|max| score_diff > max) {
+                failures.push(format!("{} token {}: predicted IoU off by {score_diff:.4}", case.name, output.token));
+            }
+        }
+        let lone_point = case.points.len() == 1 && case.bbox.is_none();
+        if lone_point {
+            assert_eq!(masks.chosen().token, masks.best_multimask().token, "{}: a lone point picks a multimask candidate", case.name);
+        } else {
+            assert_eq!(masks.chosen().token, 0, "{}: several points or a box choose the single mask", case.name);
+        }
+        results.insert(case.name.clone(), masks);
+    }
+    let mean = ious.iter().sum::<f64>() / ious.len() as f64;
+    let min = ious.iter().copied().fold(f64::INFINITY, f64::min);
+    println!("{precision}: {} masks, mask IoU min {min:.4} mean {mean:.4}", ious.len());
+    assert!(failures.is_empty(), "{precision} parity failures:\n{}", failures.join("\n"));
+    ious
+}
+
+/// Refinement cases feed back our own low-res logits of the earlier case's
+/// named token, as the reference did with its own.
+fn prompt_with_mask_input(case: &Case, results: &HashMap<String, Masks>) -> maskd::model::Prompt {
+    let mut prompt = case.prompt();
+    if let Some(from) = &case.mask_input_from {
+        let earlier = results.get(from).unwrap_or_else(|| panic!("{}: case {from} must come first", case.name));
+        let token = case.mask_input_index.unwrap_or_else(|| panic!("{}: mask_input_index missing", case.name));
+        let LowResMask(logits) = &earlier.candidates[token].low_res;
+        prompt.mask_input = Some(LowResMask(logits.clone()));
+    }
+    prompt
+}
+
+#[test]
+fn f32_model_matches_pytorch_on_every_golden_prompt() {
+    let ious = check_parity(Precision::F32, Tolerance { min_mask_iou: F32_MIN_MASK_IOU, max_score_diff: Some(F32_MAX_SCORE_DIFF) });
+    assert!(ious.len() >= 10, "the goldens should cover at least 10 masks");
+}
+
+#[test]
+fn quantized_model_stays_close_to_pytorch() {
+    check_parity(Precision::Int8, Tolerance { min_mask_iou: INT8_MIN_MASK_IOU, max_score_diff: None });
+}
