@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::distance::squared_distance_to_outside;
+use crate::model::squared_distance_to_outside;
 use super::ground_truth::GroundTruth;
 use crate::model::{Mask, Point};
 

@@ -7,7 +7,6 @@
 
 mod clicker;
 mod dataset;
-mod distance;
 mod format;
 mod ground_truth;
 mod metrics;
@@ -16,7 +15,6 @@ mod report;
 
 pub use clicker::{Click, Clicker};
 pub use dataset::{detect_format, Dataset, Sample, IMAGE_EXTENSIONS};
-pub use distance::squared_distance_to_outside;
 pub use format::{Format, GRABCUT_IGNORE, OBJECT_ABOVE};
 pub use ground_truth::GroundTruth;
 pub use metrics::{SampleResult, Summary, MIOU_CLICKS, NOC_THRESHOLDS};

@@ -5,6 +5,7 @@
 //! against the cached [`Embedding`] with [`Sam::decode`].
 
 mod decoder;
+mod distance;
 mod encoder;
 mod manifest;
 mod mask;
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 
 pub use decoder::{Candidate, MaskDecoder, Masks, TOKENS};
+pub use distance::squared_distance_to_outside;
 pub use encoder::{Embedding, ImageEncoder};
 pub use manifest::{Manifest, ModelFile, Precision, Variant, MANIFEST_FILE};
 pub use mask::{Mask, PixelBox, Rle};

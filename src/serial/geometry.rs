@@ -6,7 +6,7 @@ use std::num::NonZeroU8;
 use thiserror::Error;
 
 use super::message::{MaskHeader, Pixel, PointF, Rect};
-use crate::model::{Mask, PixelBox};
+use crate::model::{squared_distance_to_outside, Mask, PixelBox};
 
 /// Largest image side the protocol's u16 coordinates can address.
 const MAX_SIDE: u32 = u16::MAX as u32;
@@ -169,93 +169,27 @@ fn principal_angle(mask: &Mask, bbox: PixelBox, (cx, cy): (f32, f32)) -> f32 {
 /// The set pixel farthest from any unset pixel (or the image edge) and that
 /// distance; ties go to the pixel nearest the centroid, then the first in row-major order.
 fn grasp_point(mask: &Mask, bbox: PixelBox, (cx, cy): (f32, f32)) -> (Pixel, f32) {
-    let dist2 = squared_distance_to_unset(mask, bbox);
-    let width = bbox.width() as usize + 2;
-    let mut best = (Pixel::default(), -1.0f64, f64::INFINITY);
+    let (width, height) = (bbox.width() as usize, bbox.height() as usize);
+    // Around a tight bbox lie only unset pixels or the image edge, which the
+    // transform's outside border stands for, so the crop gives exact distances.
+    let inside: Vec<bool> =
+        (bbox.y0..=bbox.y1).flat_map(|y| (bbox.x0..=bbox.x1).map(move |x| mask.get(x, y))).collect();
+    let dist2 = squared_distance_to_outside(&inside, width, height);
+    let mut best = (Pixel::default(), 0u64, f64::INFINITY);
     for y in bbox.y0..=bbox.y1 {
         for x in bbox.x0..=bbox.x1 {
             if !mask.get(x, y) {
                 continue;
             }
-            let d2 = dist2[(y - bbox.y0 + 1) as usize * width + (x - bbox.x0 + 1) as usize];
+            let d2 = dist2[(y - bbox.y0) as usize * width + (x - bbox.x0) as usize];
             let c2 =
                 (f64::from(x) - f64::from(cx)).powi(2) + (f64::from(y) - f64::from(cy)).powi(2);
             if d2 > best.1 || (d2 == best.1 && c2 < best.2) {
-                best = (
-                    Pixel {
-                        x: x as u16,
-                        y: y as u16,
-                    },
-                    d2,
-                    c2,
-                );
+                best = (Pixel { x: x as u16, y: y as u16 }, d2, c2);
             }
         }
     }
-    (best.0, best.1.sqrt() as f32)
-}
-
-/// Exact squared Euclidean distance transform of the bbox crop with a one-pixel
-/// unset margin (which stands for both the unset surroundings and the image edge):
-/// a per-column scan, then the lower envelope of parabolas per row
-/// (Felzenszwalb & Huttenlocher, "Distance Transforms of Sampled Functions", 2012).
-fn squared_distance_to_unset(mask: &Mask, bbox: PixelBox) -> Vec<f64> {
-    let (w, h) = (bbox.width() as usize + 2, bbox.height() as usize + 2);
-    let set = |cx: usize, cy: usize| {
-        (1..w - 1).contains(&cx)
-            && (1..h - 1).contains(&cy)
-            && mask.get(bbox.x0 + cx as u32 - 1, bbox.y0 + cy as u32 - 1)
-    };
-    // Columns: distance to the nearest unset pixel in the same column; the margin bounds it.
-    let mut column = vec![0.0f64; w * h];
-    for x in 0..w {
-        let mut d = 0.0;
-        for y in 0..h {
-            d = if set(x, y) { d + 1.0 } else { 0.0 };
-            column[y * w + x] = d;
-        }
-        let mut d = 0.0;
-        for y in (0..h).rev() {
-            d = if set(x, y) { d + 1.0 } else { 0.0 };
-            let cell = &mut column[y * w + x];
-            *cell = cell.min(d).powi(2);
-        }
-    }
-    let mut out = vec![0.0f64; w * h];
-    let (mut v, mut z) = (vec![0usize; w], vec![0.0f64; w + 1]);
-    for y in 0..h {
-        let f = &column[y * w..(y + 1) * w];
-        let mut k = 0;
-        v[0] = 0;
-        z[0] = f64::NEG_INFINITY;
-        z[1] = f64::INFINITY;
-        for q in 1..w {
-            let parabola = |p: usize| f[p] + (p * p) as f64;
-            let mut s;
-            loop {
-                let p = v[k];
-                s = (parabola(q) - parabola(p)) / (2.0 * (q - p) as f64);
-                // z[0] is -inf, so this stops at k = 0 at the latest.
-                if s > z[k] {
-                    break;
-                }
-                k -= 1;
-            }
-            k += 1;
-            v[k] = q;
-            z[k] = s;
-            z[k + 1] = f64::INFINITY;
-        }
-        k = 0;
-        for q in 0..w {
-            while z[k + 1] < q as f64 {
-                k += 1;
-            }
-            let p = v[k];
-            out[y * w + q] = (q as f64 - p as f64).powi(2) + f[p];
-        }
-    }
-    out
+    (best.0, (best.1 as f64).sqrt() as f32)
 }
 
 #[cfg(test)]
@@ -381,37 +315,6 @@ mod tests {
         let s = shape(&ring).expect("fits").expect("set");
         assert!(ring.get(u32::from(s.grasp.x), u32::from(s.grasp.y)));
         assert!(!ring.get(20, 20), "the centroid is outside");
-    }
-
-    #[test]
-    fn distance_transform_matches_brute_force() {
-        let art = [
-            ".##.#####",
-            "########.",
-            "#.#####.#",
-            "#########",
-            "..###....",
-        ];
-        let m = mask(&art);
-        let bbox = m.bbox().expect("set");
-        let d = squared_distance_to_unset(&m, bbox);
-        let w = bbox.width() as i64 + 2;
-        let h = bbox.height() as i64 + 2;
-        let set = |x: i64, y: i64| {
-            (0..w - 2).contains(&(x - 1))
-                && (0..h - 2).contains(&(y - 1))
-                && m.get((x - 1) as u32, (y - 1) as u32)
-        };
-        for y in 0..h {
-            for x in 0..w {
-                let brute = (0..h)
-                    .flat_map(|v| (0..w).map(move |u| (u, v)))
-                    .filter(|&(u, v)| !set(u, v))
-                    .map(|(u, v)| ((u - x).pow(2) + (v - y).pow(2)) as f64)
-                    .fold(f64::INFINITY, f64::min);
-                assert_eq!(d[(y * w + x) as usize], brute, "at ({x}, {y})");
-            }
-        }
     }
 
     #[test]

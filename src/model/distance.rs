@@ -1,4 +1,4 @@
-//! Exact Euclidean distance transform (Felzenszwalb & Huttenlocher, "Distance
+//! Exact Euclidean distance transform of a binary grid (Felzenszwalb & Huttenlocher, "Distance
 //! Transforms of Sampled Functions", 2012): separable, linear in the pixel count.
 
 /// Squared Euclidean distance from each pixel of a row-major `width` x `height`
