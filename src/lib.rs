@@ -1,5 +1,21 @@
 //! maskd: Segment Anything on edge devices, run by tract.
 //!
+//! Encode an image once, then decode as many prompts as you like against the
+//! cached embedding (the model comes from `models/export.sh`):
+//!
+//! ```
+//! use maskd::model::{Point, Precision, Prompt, Sam};
+//!
+//! let sam = Sam::load("models/mobile_sam", Precision::F32)?;
+//! let image = image::open("tests/golden/images/chelsea.png")?.to_rgb8();
+//! let embedding = sam.embed(&image)?;
+//! let prompt = Prompt::from_points(vec![Point::foreground(255.0, 180.0)]);
+//! let masks = sam.decode(&embedding, &prompt)?;
+//! let cat = masks.chosen(); // a lone click: the best of the 3 multimask candidates
+//! assert!(cat.predicted_iou > 0.9 && cat.mask.area() > 50_000);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
 //! - [`model`]: the SAM encoder/decoder sessions and pre/post-processing (pure compute).
 //! - [`display`]: overlays rendered through embedded-graphics into any `DrawTarget`.
 //! - [`eval`]: the interactive-segmentation benchmark (click protocol, NoC/NoF/mIoU).
