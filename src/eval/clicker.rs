@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::model::squared_distance_to_outside;
 use super::ground_truth::GroundTruth;
-use crate::model::{Mask, Point};
+use crate::model::{squared_distance_to_outside, Mask, Point};
 
 /// A click on pixel (`x`, `y`): positive on the object, negative on the background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

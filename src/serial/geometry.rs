@@ -176,17 +176,14 @@ fn grasp_point(mask: &Mask, bbox: PixelBox, (cx, cy): (f32, f32)) -> (Pixel, f32
         (bbox.y0..=bbox.y1).flat_map(|y| (bbox.x0..=bbox.x1).map(move |x| mask.get(x, y))).collect();
     let dist2 = squared_distance_to_outside(&inside, width, height);
     let mut best = (Pixel::default(), 0u64, f64::INFINITY);
-    for y in bbox.y0..=bbox.y1 {
-        for x in bbox.x0..=bbox.x1 {
-            if !mask.get(x, y) {
-                continue;
-            }
-            let d2 = dist2[(y - bbox.y0) as usize * width + (x - bbox.x0) as usize];
-            let c2 =
-                (f64::from(x) - f64::from(cx)).powi(2) + (f64::from(y) - f64::from(cy)).powi(2);
-            if d2 > best.1 || (d2 == best.1 && c2 < best.2) {
-                best = (Pixel { x: x as u16, y: y as u16 }, d2, c2);
-            }
+    for (i, (&set, &d2)) in inside.iter().zip(&dist2).enumerate() {
+        if !set {
+            continue;
+        }
+        let (x, y) = (bbox.x0 + (i % width) as u32, bbox.y0 + (i / width) as u32);
+        let c2 = (f64::from(x) - f64::from(cx)).powi(2) + (f64::from(y) - f64::from(cy)).powi(2);
+        if d2 > best.1 || (d2 == best.1 && c2 < best.2) {
+            best = (Pixel { x: x as u16, y: y as u16 }, d2, c2);
         }
     }
     (best.0, (best.1 as f64).sqrt() as f32)
