@@ -17,11 +17,15 @@
 //! ```
 //!
 //! - [`model`]: the SAM encoder/decoder sessions and pre/post-processing (pure compute).
+//! - [`camera`]: frame sources (V4L2 camera, image files, synthetic pattern).
 //! - [`display`]: overlays rendered through embedded-graphics into any `DrawTarget`.
 //! - [`eval`]: the interactive-segmentation benchmark (click protocol, NoC/NoF/mIoU).
 //! - [`serial`]: the controller protocol over a serial line (docs/PROTOCOL.md): codec, link, mask geometry.
+//! - [`touch`]: touchscreen taps as prompts.
 
+pub mod camera;
 pub mod display;
 pub mod eval;
 pub mod model;
 pub mod serial;
+pub mod touch;
