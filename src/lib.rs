@@ -18,14 +18,18 @@
 //!
 //! - [`model`]: the SAM encoder/decoder sessions and pre/post-processing (pure compute).
 //! - [`camera`]: frame sources (V4L2 camera, image files, synthetic pattern).
+//! - [`daemon`]: `maskd run`: pipeline, adapters, configuration and service life cycle.
 //! - [`display`]: overlays rendered through embedded-graphics into any `DrawTarget`.
 //! - [`eval`]: the interactive-segmentation benchmark (click protocol, NoC/NoF/mIoU).
+//! - [`pipeline`]: frames to embeddings (latest frame wins) and prompts to masks (bounded queue).
 //! - [`serial`]: the controller protocol over a serial line (docs/PROTOCOL.md): codec, link, mask geometry.
 //! - [`touch`]: touchscreen taps as prompts.
 
 pub mod camera;
+pub mod daemon;
 pub mod display;
 pub mod eval;
 pub mod model;
+pub mod pipeline;
 pub mod serial;
 pub mod touch;

@@ -10,42 +10,11 @@ use std::process::Command;
 
 use maskd::serial::*;
 
+mod common;
+use common::client_python as python;
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("MASKD_CLIENT_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let cache = std::env::var_os("MASKD_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME or MASKD_CACHE must be set"))
-                .join(".cache/maskd")
-        });
-    let venv = cache.join("venv-client");
-    let python = venv.join("bin/python");
-    let requirements = repo().join("board/requirements-client.txt");
-    let has_pyserial = |python: &Path| {
-        python.exists()
-            && Command::new(python)
-                .args(["-c", "import serial"])
-                .status()
-                .is_ok_and(|s| s.success())
-    };
-    if !has_pyserial(&python) {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run(Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "-r"])
-            .arg(&requirements));
-        assert!(
-            has_pyserial(&python),
-            "pyserial missing from {} after installing",
-            venv.display()
-        );
-    }
-    python
 }
 
 fn run(command: &mut Command) -> String {

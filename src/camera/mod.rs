@@ -1,6 +1,12 @@
 //! Frame sources: a V4L2 camera, image files, a synthetic pattern, all
 //! behind [`FrameSource`] so that the pipeline and the tests see one shape.
 
+mod files;
+mod pattern;
+
+pub use files::{FileSettings, FileSource};
+pub use pattern::{pattern, PatternSettings, PatternSource};
+
 use image::RgbImage;
 use thiserror::Error;
 

@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod eval;
+mod run;
 mod segment;
 
 use anyhow::Result;
@@ -24,10 +25,17 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure mask quality on interactive-segmentation benchmarks (NoC, NoF, mIoU).
     Eval(eval::EvalArgs),
+    /// Run the daemon: camera frames in, prompts from serial, touch or stdin, masks out.
+    Run(run::RunArgs),
 }
 
 pub fn run() -> Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Run(_)) {
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    }
+    match command {
+        Command::Run(args) => run::run(&args),
         Command::Segment(args) => segment::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Eval(args) => eval::run(&args),

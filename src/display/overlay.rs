@@ -1,13 +1,11 @@
 //! The mask overlay: tinted mask, contour, prompt markers, caption.
 
-use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10};
-use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
 use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use embedded_graphics::prelude::{DrawTarget, Point as EgPoint, Primitive, Size as EgSize};
 use embedded_graphics::primitives::{Circle, PrimitiveStyleBuilder, Rectangle};
-use embedded_graphics::text::{Baseline, Text};
 use embedded_graphics::{Drawable, Pixel};
 
+use super::caption::Caption;
 use super::canvas::Canvas;
 use crate::model::{Mask, PointLabel, Prompt};
 
@@ -71,16 +69,7 @@ impl Drawable for Overlay<'_> {
                 .into_styled(style)
                 .draw(target)?;
         }
-        if !self.caption.is_empty() {
-            let font: &MonoFont = if scale > 1 { &FONT_10X20 } else { &FONT_6X10 };
-            let width = font.character_size.width * self.caption.len() as u32 + 8;
-            let height = font.character_size.height + 6;
-            Rectangle::new(EgPoint::zero(), EgSize::new(width, height))
-                .into_styled(PrimitiveStyleBuilder::new().fill_color(Rgb888::BLACK).build())
-                .draw(target)?;
-            Text::with_baseline(self.caption, EgPoint::new(4, 3), MonoTextStyle::new(font, Rgb888::WHITE), Baseline::Top)
-                .draw(target)?;
-        }
+        Caption { text: self.caption, large: scale > 1, top: 0 }.draw(target)?;
         Ok(())
     }
 }

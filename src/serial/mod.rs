@@ -7,6 +7,7 @@ mod geometry;
 mod link;
 mod message;
 mod port;
+mod server;
 #[cfg(test)]
 mod proptest;
 
@@ -16,3 +17,4 @@ pub use geometry::{shape, Shape, TooLarge, WireMask};
 pub use link::{Link, LinkError};
 pub use message::*;
 pub use port::{open_port, READ_TIMEOUT};
+pub use server::{serve, ServerSettings, ANSWERS_KEPT};

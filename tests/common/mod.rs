@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use maskd::model::{BoxPrompt, Mask, Point, Prompt};
 use serde::Deserialize;
@@ -71,4 +72,46 @@ impl Output {
         let gray = image::open(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).to_luma8();
         Mask::from_gray(&gray, 127)
     }
+}
+
+/// A Python with pyserial for board/maskd_client.py: `$MASKD_CLIENT_PYTHON`,
+/// else a venv in `${MASKD_CACHE:-~/.cache/maskd}/venv-client`, created here
+/// when missing. Panics (never skips) when neither can be had.
+pub fn client_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("MASKD_CLIENT_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let cache = std::env::var_os("MASKD_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME or MASKD_CACHE must be set"))
+                .join(".cache/maskd")
+        });
+    let venv = cache.join("venv-client");
+    let python = venv.join("bin/python");
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("board/requirements-client.txt");
+    let has_pyserial = |python: &Path| {
+        python.exists()
+            && Command::new(python)
+                .args(["-c", "import serial"])
+                .status()
+                .is_ok_and(|s| s.success())
+    };
+    if !has_pyserial(&python) {
+        run_checked(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run_checked(Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(&requirements));
+        assert!(
+            has_pyserial(&python),
+            "pyserial missing from {} after installing",
+            venv.display()
+        );
+    }
+    python
+}
+
+fn run_checked(command: &mut Command) {
+    let out = command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(out.status.success(), "{command:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
 }

@@ -1,0 +1,64 @@
+//! The embeddings of the last few frames, so that prompts can target a frame by id.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::frame::Frame;
+use super::latest::Latest;
+use crate::model::Embedding;
+
+/// A frame and its image embedding.
+#[derive(Debug)]
+pub struct EmbeddedFrame {
+    pub frame: Frame,
+    pub embedding: Embedding,
+    /// Time the encoder took on it.
+    pub encode: Duration,
+}
+
+/// The `kept` most recent embedded frames, newest last.
+#[derive(Debug)]
+pub struct EmbeddingCache {
+    kept: usize,
+    entries: Mutex<VecDeque<Arc<EmbeddedFrame>>>,
+    newest: Latest<Arc<EmbeddedFrame>>,
+}
+
+impl EmbeddingCache {
+    pub fn new(kept: usize) -> EmbeddingCache {
+        EmbeddingCache { kept, entries: Mutex::new(VecDeque::with_capacity(kept)), newest: Latest::new() }
+    }
+
+    /// Adds the newest frame, forgetting the oldest beyond `kept`.
+    pub fn push(&self, embedded: EmbeddedFrame) {
+        let embedded = Arc::new(embedded);
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() == self.kept {
+            entries.pop_front();
+        }
+        entries.push_back(embedded.clone());
+        drop(entries);
+        self.newest.put(embedded);
+    }
+
+    pub fn latest(&self) -> Option<Arc<EmbeddedFrame>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).back().cloned()
+    }
+
+    pub fn get(&self, id: u32) -> Option<Arc<EmbeddedFrame>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.iter().find(|e| e.frame.id == id).cloned()
+    }
+
+    /// Ids of the frames kept, oldest first.
+    pub fn ids(&self) -> Vec<u32> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.iter().map(|e| e.frame.id).collect()
+    }
+
+    /// Notifications of each newly embedded frame (see [`Latest::peek_newer`]).
+    pub fn newest(&self) -> &Latest<Arc<EmbeddedFrame>> {
+        &self.newest
+    }
+}

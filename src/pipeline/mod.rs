@@ -1,0 +1,184 @@
+//! From camera frames to answered prompts: a capture thread feeds an encoder
+//! worker (latest frame wins), whose embeddings are kept for the last few
+//! frames; a decoder worker answers prompts from a bounded queue against them.
+//!
+//! ```text
+//! FrameSource -> capture -> [Latest] -> encoder -> EmbeddingCache -> decoder <- [queue] <- submit()
+//! ```
+
+mod cache;
+mod capture;
+mod decoder;
+mod encoder;
+mod frame;
+mod latest;
+mod request;
+mod stats;
+
+pub use cache::{EmbeddedFrame, EmbeddingCache};
+pub use capture::{CameraState, CaptureSettings};
+pub use frame::Frame;
+pub use latest::Latest;
+pub use request::{Answer, FrameSelector, Job, Rejection, Reply};
+pub use stats::PipelineStatus;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use crate::camera::FrameSource;
+use crate::model::Sam;
+use stats::Counters;
+
+/// How the pipeline is sized.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Embeddings kept, so that prompts can target a recent frame by id.
+    pub embeddings_kept: usize,
+    /// Prompts waiting for the decoder before new ones are refused as busy.
+    pub queue_capacity: usize,
+    pub capture: CaptureSettings,
+}
+
+/// The running threads and their shared state.
+pub struct Pipeline {
+    /// `None` once shutting down.
+    jobs: Mutex<Option<Sender<Job>>>,
+    shared: Arc<Shared>,
+    /// The encoder and decoder threads.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Closed when the capture thread has dropped the frame source.
+    capture_done: Receiver<()>,
+}
+
+/// What the threads share.
+pub(crate) struct Shared {
+    pub sam: Arc<Sam>,
+    pub frames: Latest<Frame>,
+    pub cache: EmbeddingCache,
+    pub counters: Counters,
+    pub stop: AtomicBool,
+    pub started: Instant,
+    /// Every answer, for the display.
+    pub answers: Latest<Arc<Answer>>,
+    pub queue_capacity: usize,
+    pub stall_after: Duration,
+}
+
+/// How long a shutdown waits for the frame source to close.
+pub const CAPTURE_RELEASE: Duration = Duration::from_secs(2);
+
+/// How often idle workers wake up to check for shutdown and report liveness.
+pub(crate) const TICK: Duration = Duration::from_millis(200);
+
+impl Pipeline {
+    /// Starts the capture, encoder and decoder threads.
+    ///
+    /// # Errors
+    /// A thread could not be spawned.
+    pub fn start(sam: Arc<Sam>, source: Box<dyn FrameSource>, settings: &PipelineSettings) -> Result<Pipeline> {
+        let shared = Arc::new(Shared {
+            sam,
+            frames: Latest::new(),
+            cache: EmbeddingCache::new(settings.embeddings_kept.max(1)),
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+            started: Instant::now(),
+            answers: Latest::new(),
+            queue_capacity: settings.queue_capacity.max(1),
+            stall_after: settings.capture.stall_after,
+        });
+        let (jobs, queue) = bounded(shared.queue_capacity);
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(body).with_context(|| format!("starting the {name} thread"))
+        };
+        let (capture_alive, capture_done) = bounded::<()>(0);
+        spawn("capture", {
+            let (shared, capture) = (shared.clone(), settings.capture.clone());
+            Box::new(move || {
+                capture::run(source, &shared, &capture);
+                drop(capture_alive);
+            })
+        })?;
+        let threads = vec![
+            spawn("encoder", {
+                let shared = shared.clone();
+                Box::new(move || encoder::run(&shared))
+            })?,
+            spawn("decoder", {
+                let shared = shared.clone();
+                Box::new(move || decoder::run(&shared, &queue))
+            })?,
+        ];
+        Ok(Pipeline { jobs: Mutex::new(Some(jobs)), shared, threads: Mutex::new(threads), capture_done })
+    }
+
+    /// Queues a prompt; the answer goes to `job.reply`.
+    ///
+    /// # Errors
+    /// [`Rejection::Busy`] (with the job back) when the queue is full or the
+    /// pipeline is shutting down: the job was not queued.
+    pub fn submit(&self, job: Job) -> Result<(), (Rejection, Job)> {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(jobs) = jobs.as_ref() else {
+            return Err((Rejection::Busy, job));
+        };
+        match jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                self.shared.counters.busy_rejections.fetch_add(1, Ordering::Relaxed);
+                Err((Rejection::Busy, job))
+            }
+        }
+    }
+
+    /// Counters and recent averages, for Status messages and logs.
+    pub fn status(&self) -> PipelineStatus {
+        let depth = self.jobs.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, Sender::len);
+        self.shared.status(depth)
+    }
+
+    /// The newest answer (from any prompt source), for the display.
+    pub fn answers(&self) -> &Latest<Arc<Answer>> {
+        &self.shared.answers
+    }
+
+    /// The embedded frames kept.
+    pub fn cache(&self) -> &EmbeddingCache {
+        &self.shared.cache
+    }
+
+    /// Whether every worker has been seen alive within `within`: a hung
+    /// model run stops this, which is what the service watchdog reports.
+    pub fn is_alive(&self, within: Duration) -> bool {
+        self.shared.counters.alive_within(self.shared.started, within)
+    }
+
+    /// The loaded model.
+    pub fn sam(&self) -> &Sam {
+        &self.shared.sam
+    }
+
+    /// Stops taking prompts, answers those already queued, and tells the
+    /// other threads to stop. It waits for the capture thread to release
+    /// its device (at most [`CAPTURE_RELEASE`]), not for an encoder run in
+    /// progress: that can take seconds on a board, and the process is about
+    /// to exit or re-execute.
+    pub fn shutdown(&self) {
+        // Dropping the sender lets the decoder drain the queue and then see it closed.
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let mut threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(decoder) = threads.pop() {
+            let _ = decoder.join();
+        }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.frames.close();
+        self.shared.answers.close();
+        self.shared.cache.newest().close();
+        let _ = self.capture_done.recv_timeout(CAPTURE_RELEASE);
+    }
+}

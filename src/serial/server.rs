@@ -1,0 +1,406 @@
+//! The daemon's side of the protocol: reads requests from the line, queues
+//! prompts on the pipeline, and writes answers, errors and heartbeats.
+//!
+//! A reader thread owns the receiving half of the port and a writer thread
+//! the sending half, so that a long answer never delays reading and a
+//! heartbeat never waits for a request.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::num::NonZeroU8;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{never, select, unbounded, Receiver, Sender};
+use log::{debug, info};
+
+use super::chunk::answer_messages;
+use super::codec::MAX_FRAME;
+use super::geometry::{shape, WireMask};
+use super::link::{Link, LinkError};
+use super::message::*;
+use crate::model::{BoxPrompt, Point as PromptPoint, Prompt};
+use crate::pipeline::{self, Answer, Job, Pipeline, Rejection, Reply};
+
+/// Answers remembered for duplicate requests (docs/PROTOCOL.md, section 6).
+pub const ANSWERS_KEPT: usize = 16;
+/// Largest mask downscale factor a request may ask for.
+const MAX_DOWNSCALE: u8 = 64;
+
+/// What the daemon announces and enforces on the line.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The model name announced in Capabilities.
+    pub model: String,
+    pub max_points: u8,
+    pub heartbeat: Duration,
+}
+
+/// Serves one open line until `stop` is set or the line fails.
+///
+/// `reader` and `writer` are two handles on the same port (see
+/// `SerialPort::try_clone`); reads must time out regularly so that `stop`
+/// is noticed. Requests already queued when `stop` is set are answered by
+/// the pipeline's drain; this returns once their answers are written.
+///
+/// # Errors
+/// The line failed (device unplugged, closed): reopen it and serve again.
+pub fn serve<R, W>(reader: R, writer: W, pipeline: &Arc<Pipeline>, settings: &ServerSettings, stop: &AtomicBool) -> Result<()>
+where
+    R: Read + Write + Send,
+    W: Read + Write + Send,
+{
+    let state = Mutex::new(State::default());
+    let (outgoing, to_write) = unbounded::<(u32, Vec<Message>)>();
+    let (replies, answered) = unbounded::<Reply>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write_loop(Link::new(writer), &to_write, &answered, pipeline, settings, &state));
+        let read = read_loop(Link::new(reader), &outgoing, &replies, pipeline, settings, &state, stop);
+        drop(outgoing);
+        drop(replies);
+        let write = writer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the serial writer panicked")));
+        read.and(write)
+    })
+}
+
+/// Requests in flight and answers kept, shared by the reader and the writer.
+#[derive(Debug, Default)]
+struct State {
+    /// Pipeline job tag -> the request it serves.
+    pending: HashMap<u32, Pending>,
+    /// Request id -> its answer (`None` while in flight), oldest first.
+    answers: VecDeque<(u32, Option<Vec<Message>>)>,
+    next_tag: u32,
+    drops: LinkDrops,
+}
+
+#[derive(Debug)]
+struct Pending {
+    request_id: u32,
+    output: Output,
+}
+
+/// What to do with a SegmentRequest's id.
+enum Seen {
+    New,
+    InFlight,
+    Answered(Vec<Message>),
+}
+
+impl State {
+    fn seen(&mut self, request_id: u32) -> Seen {
+        if request_id == 0 {
+            return Seen::New;
+        }
+        match self.answers.iter().find(|(id, _)| *id == request_id) {
+            Some((_, Some(messages))) => Seen::Answered(messages.clone()),
+            Some((_, None)) => Seen::InFlight,
+            None => {
+                if self.answers.len() == ANSWERS_KEPT {
+                    // Evict the oldest finished answer; requests in flight stay.
+                    if let Some(i) = self.answers.iter().position(|(_, a)| a.is_some()) {
+                        self.answers.remove(i);
+                    }
+                }
+                self.answers.push_back((request_id, None));
+                Seen::New
+            }
+        }
+    }
+
+    fn finish(&mut self, request_id: u32, messages: &[Message]) {
+        if let Some(slot) = self.answers.iter_mut().find(|(id, _)| *id == request_id) {
+            slot.1 = Some(messages.to_vec());
+        }
+    }
+
+    /// Forgets a request that was not run (busy), so that a retry runs it.
+    fn forget(&mut self, request_id: u32) {
+        self.answers.retain(|(id, _)| *id != request_id);
+    }
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Vec<Message> {
+    let mut message: String = message.into();
+    // The protocol caps the text at 200 bytes; cut on a character boundary.
+    while message.len() > 200 {
+        message.pop();
+    }
+    vec![Message::Error(ErrorReply { code, message })]
+}
+
+fn read_loop<R: Read + Write>(
+    mut link: Link<R>,
+    outgoing: &Sender<(u32, Vec<Message>)>,
+    replies: &Sender<Reply>,
+    pipeline: &Arc<Pipeline>,
+    settings: &ServerSettings,
+    state: &Mutex<State>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
+    while !stop.load(Ordering::Relaxed) {
+        let received = link.recv();
+        lock().drops = link.drops();
+        let frame = match received {
+            Ok(frame) => frame,
+            Err(LinkError::Frame(e)) => {
+                debug!("serial: dropped a frame: {e}");
+                if let Some((request_id, reply)) = e.reply() {
+                    let _ = outgoing.send((request_id, vec![Message::Error(reply)]));
+                }
+                continue;
+            }
+            Err(LinkError::Io(e)) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => continue,
+            Err(e) => return Err(e).context("reading the serial line"),
+        };
+        let id = frame.request_id;
+        let answer = match frame.message {
+            Message::Hello(hello) => {
+                info!("serial: hello from {:?}", hello.client);
+                vec![Message::Capabilities(capabilities(pipeline, settings))]
+            }
+            Message::GetStatus => vec![Message::Status(status(pipeline, lock().drops))],
+            Message::SegmentRequest(request) => match seen(state, id) {
+                Seen::Answered(messages) => {
+                    debug!("serial: request {id} is a duplicate, resending its answer");
+                    messages
+                }
+                Seen::InFlight => {
+                    debug!("serial: request {id} is a duplicate of one in flight");
+                    continue;
+                }
+                Seen::New => match submit(request, id, replies, pipeline, settings, state) {
+                    Ok(()) => continue,
+                    Err(messages) => messages,
+                },
+            },
+            other => error(
+                ErrorCode::MalformedBody,
+                format!("{:?} is sent by the daemon, not to it", other.kind()),
+            ),
+        };
+        if outgoing.send((id, answer)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Looks `id` up, releasing the lock before the caller acts on the answer.
+fn seen(state: &Mutex<State>, id: u32) -> Seen {
+    state.lock().unwrap_or_else(PoisonError::into_inner).seen(id)
+}
+
+/// Queues a request on the pipeline, or returns the error answer.
+fn submit(
+    request: SegmentRequest,
+    request_id: u32,
+    replies: &Sender<Reply>,
+    pipeline: &Pipeline,
+    settings: &ServerSettings,
+    state: &Mutex<State>,
+) -> Result<(), Vec<Message>> {
+    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
+    let prompt = match to_prompt(&request, settings) {
+        Ok(prompt) => prompt,
+        Err(why) => {
+            let answer = error(ErrorCode::InvalidPrompt, why);
+            lock().finish(request_id, &answer);
+            return Err(answer);
+        }
+    };
+    let tag = {
+        let mut state = lock();
+        state.next_tag = state.next_tag.wrapping_add(1);
+        let tag = state.next_tag;
+        state.pending.insert(tag, Pending { request_id, output: request.output });
+        tag
+    };
+    let frame = match request.frame {
+        FrameSelector::Latest => pipeline::FrameSelector::Latest,
+        FrameSelector::Id(id) => pipeline::FrameSelector::Id(id),
+    };
+    let job = Job { prompt, frame, tag, reply: replies.clone() };
+    match pipeline.submit(job) {
+        Ok(()) => Ok(()),
+        Err((rejection, _)) => {
+            let mut state = lock();
+            state.pending.remove(&tag);
+            state.forget(request_id);
+            Err(error(ErrorCode::Busy, rejection.to_string()))
+        }
+    }
+}
+
+/// A SegmentRequest as a model prompt; checks what does not need the frame.
+fn to_prompt(request: &SegmentRequest, settings: &ServerSettings) -> Result<Prompt, String> {
+    if request.points.is_empty() && request.box_prompt.is_none() {
+        return Err("the request has neither a point nor a box".into());
+    }
+    if request.points.len() > usize::from(settings.max_points) {
+        return Err(format!("{} points, at most {} allowed", request.points.len(), settings.max_points));
+    }
+    if !(1..=MAX_DOWNSCALE).contains(&request.output.downscale) {
+        return Err(format!("downscale {} is outside 1-{MAX_DOWNSCALE}", request.output.downscale));
+    }
+    let points = request
+        .points
+        .iter()
+        .map(|p| {
+            let (x, y) = (f32::from(p.x), f32::from(p.y));
+            match p.label {
+                Label::Foreground => PromptPoint::foreground(x, y),
+                Label::Background => PromptPoint::background(x, y),
+            }
+        })
+        .collect();
+    let bbox = match request.box_prompt {
+        Some(b) if b.x0 >= b.x1 || b.y0 >= b.y1 => {
+            return Err(format!("box ({}, {})-({}, {}) is empty or inverted", b.x0, b.y0, b.x1, b.y1))
+        }
+        Some(b) => Some(BoxPrompt {
+            x0: f32::from(b.x0),
+            y0: f32::from(b.y0),
+            x1: f32::from(b.x1),
+            y1: f32::from(b.y1),
+        }),
+        None => None,
+    };
+    Ok(Prompt { points, bbox, mask_input: None })
+}
+
+fn write_loop<W: Read + Write>(
+    mut link: Link<W>,
+    to_write: &Receiver<(u32, Vec<Message>)>,
+    answered: &Receiver<Reply>,
+    pipeline: &Pipeline,
+    settings: &ServerSettings,
+    state: &Mutex<State>,
+) -> Result<()> {
+    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
+    let (no_messages, no_replies) = (never(), never());
+    let (mut reader_gone, mut jobs_done) = (false, false);
+    // `to_write` closes when the reader stops; `answered` once every queued
+    // job has replied. Heartbeats go on until both have happened.
+    while !(reader_gone && jobs_done) {
+        let messages_in = if reader_gone { &no_messages } else { to_write };
+        let replies_in = if jobs_done { &no_replies } else { answered };
+        let (request_id, messages) = select! {
+            recv(messages_in) -> next => match next {
+                Ok(next) => next,
+                Err(_) => { reader_gone = true; continue }
+            },
+            recv(replies_in) -> reply => match reply {
+                Ok(reply) => {
+                    let Some(pending) = lock().pending.remove(&reply.tag) else { continue };
+                    let messages = result_messages(&reply, pending.output);
+                    lock().finish(pending.request_id, &messages);
+                    (pending.request_id, messages)
+                }
+                Err(_) => { jobs_done = true; continue }
+            },
+            default(settings.heartbeat) => (0, vec![Message::Status(status(pipeline, lock().drops))]),
+        };
+        link.send_answer(request_id, messages).context("writing to the serial line")?;
+    }
+    Ok(())
+}
+
+/// The SegmentResult (and mask chunks) or the Error for a decoded job.
+fn result_messages(reply: &Reply, output: Output) -> Vec<Message> {
+    match &reply.result {
+        Ok(answer) => segment_result(answer, output)
+            .unwrap_or_else(|e| error(ErrorCode::Internal, format!("{e:#}"))),
+        Err(rejection) => {
+            let code = match rejection {
+                Rejection::Busy => ErrorCode::Busy,
+                Rejection::InvalidPrompt(_) => ErrorCode::InvalidPrompt,
+                Rejection::NoFrame(_) => ErrorCode::NoFrame,
+                Rejection::Internal(_) => ErrorCode::Internal,
+            };
+            error(code, rejection.to_string())
+        }
+    }
+}
+
+fn segment_result(answer: &Answer, output: Output) -> Result<Vec<Message>> {
+    let mask = &answer.mask.mask;
+    let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    let mut result = SegmentResult {
+        status: ResultStatus::Empty,
+        frame_id: answer.frame.id,
+        frame_age_ms: millis(answer.frame_age),
+        decode_ms: millis(answer.decode),
+        predicted_iou: 0.0,
+        stability_score: 0.0,
+        area: 0,
+        bbox: Rect::default(),
+        centroid: PointF::default(),
+        angle: 0.0,
+        grasp: Pixel::default(),
+        clearance: 0.0,
+        mask: None,
+    };
+    let Some(geometry) = shape(mask)? else {
+        return Ok(vec![Message::SegmentResult(result)]);
+    };
+    result.status = ResultStatus::Ok;
+    result.predicted_iou = answer.mask.predicted_iou;
+    result.stability_score = answer.mask.stability;
+    result.area = geometry.area;
+    result.bbox = geometry.bbox;
+    result.centroid = geometry.centroid;
+    result.angle = geometry.angle;
+    result.grasp = geometry.grasp;
+    result.clearance = geometry.clearance;
+    let wire = match output.mask {
+        MaskEncoding::None => None,
+        MaskEncoding::Rle => {
+            let downscale = NonZeroU8::new(output.downscale).context("downscale 0")?;
+            WireMask::from_mask(mask, downscale)?
+        }
+    };
+    Ok(answer_messages(result, wire.as_ref())?)
+}
+
+fn capabilities(pipeline: &Pipeline, settings: &ServerSettings) -> Capabilities {
+    let (width, height) = pipeline
+        .cache()
+        .latest()
+        .map_or((0, 0), |e| e.frame.image.dimensions());
+    let status = pipeline.status();
+    Capabilities {
+        protocol: PROTOCOL_VERSION,
+        schema_hash: SCHEMA_HASH,
+        max_frame: MAX_FRAME as u16,
+        image_width: u16::try_from(width).unwrap_or(u16::MAX),
+        image_height: u16::try_from(height).unwrap_or(u16::MAX),
+        model: settings.model.clone(),
+        max_points: settings.max_points,
+        queue_capacity: u8::try_from(status.queue_capacity).unwrap_or(u8::MAX),
+        heartbeat_ms: u32::try_from(settings.heartbeat.as_millis()).unwrap_or(u32::MAX),
+    }
+}
+
+fn status(pipeline: &Pipeline, link_drops: LinkDrops) -> Status {
+    let s = pipeline.status();
+    Status {
+        uptime_ms: s.uptime.as_millis() as u32,
+        fps: s.fps,
+        encoder_ms: s.encoder_ms,
+        camera: match s.camera {
+            pipeline::CameraState::Starting => CameraState::Starting,
+            pipeline::CameraState::Streaming => CameraState::Streaming,
+            pipeline::CameraState::Stalled | pipeline::CameraState::Ended => CameraState::Stalled,
+            pipeline::CameraState::Disconnected => CameraState::Disconnected,
+        },
+        queue_depth: u8::try_from(s.queue_depth).unwrap_or(u8::MAX),
+        frames_superseded: s.frames_superseded,
+        capture_errors: s.capture_errors,
+        busy_rejections: s.busy_rejections,
+        link_drops,
+    }
+}

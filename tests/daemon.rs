@@ -1,0 +1,298 @@
+//! `maskd run` end to end, with the real model and no hardware: frames from
+//! a folder, the serial line on a pseudo-terminal, the display as a PNG file,
+//! and board/maskd_client.py (written from docs/PROTOCOL.md) as the controller.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client_python, model_dir};
+
+const QUEUE_CAPACITY: usize = 2;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("maskd-daemon-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("frames")).unwrap();
+    dir
+}
+
+fn golden_image() -> PathBuf {
+    repo().join("tests/golden/images/chelsea.png")
+}
+
+/// A config with a folder source, a pty line and a PNG display.
+fn config(dir: &Path, repeat: bool) -> PathBuf {
+    let text = format!(
+        r#"
+[model]
+dir = "{model}"
+precision = "int8"
+threads = 1
+
+[source]
+kind = "files"
+paths = ["frames"]
+loop = {repeat}
+fps = 1.0
+
+[pipeline]
+queue_capacity = {QUEUE_CAPACITY}
+
+[serial]
+device = "pty"
+pty_link = "tty"
+heartbeat_ms = 1000
+
+[display]
+kind = "png"
+path = "display.png"
+width = 400
+height = 300
+
+[log]
+level = "info"
+"#,
+        model = model_dir().display()
+    );
+    let path = dir.join("maskd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The daemon, killed if a test fails before stopping it.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_maskd"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stderr(Stdio::from(std::fs::File::create(config.with_extension("log")).unwrap()))
+            .spawn()
+            .expect("starting maskd run");
+        let daemon = Daemon(child);
+        let link = config.parent().unwrap().join("tty");
+        wait_for(Duration::from_secs(30), || link.exists(), || format!("{} never appeared", link.display()));
+        daemon
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = Command::new("kill").args(["-s", signal, &self.0.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -s {signal} failed");
+    }
+
+    fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let until = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "the daemon did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(within: Duration, mut ready: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let until = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < until, "{}", what());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn log_of(config: &Path) -> String {
+    std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
+}
+
+/// `maskd segment`'s mask for the same image and prompt, as the client script reads it.
+fn expected_mask(dir: &Path) -> PathBuf {
+    let mask_png = dir.join("expected.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["segment", "--quantized", "--point", "255,180", "--out"])
+        .arg(dir.join("expected_overlay.png"))
+        .arg("--mask-out")
+        .arg(&mask_png)
+        .arg("--image")
+        .arg(golden_image())
+        .env("MASKD_MODEL", model_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "maskd segment: {}", String::from_utf8_lossy(&out.stderr));
+    let mask = image::open(&mask_png).unwrap().to_luma8();
+    let bits: String = mask.pixels().map(|p| if p[0] > 127 { '1' } else { '0' }).collect();
+    let path = dir.join("expected.json");
+    let json = serde_json::json!({ "width": mask.width(), "height": mask.height(), "bits": bits });
+    std::fs::write(&path, json.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn the_daemon_answers_a_python_controller_over_a_pty() {
+    let dir = scratch("serial");
+    let expected = expected_mask(&dir);
+    std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
+    let config = config(&dir, false);
+    let mut daemon = Daemon::start(&config);
+    let out = Command::new(client_python())
+        .arg(repo().join("tests/e2e/daemon_e2e.py"))
+        .arg("--port")
+        .arg(dir.join("tty"))
+        .arg("--expected")
+        .arg(&expected)
+        .args(["--daemon-pid", &daemon.0.id().to_string()])
+        .args(["--queue-capacity", &QUEUE_CAPACITY.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the client failed:\n{stdout}\n{}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&config)
+    );
+    // The client sent SIGTERM after its last request: the daemon drains and exits cleanly.
+    let status = daemon.wait(Duration::from_secs(60));
+    assert!(status.success(), "exit {status}\n{}", log_of(&config));
+    assert!(!dir.join("tty").exists(), "the pty link outlived the daemon");
+    let display = image::open(dir.join("display.png")).expect("the display snapshot");
+    assert_eq!((display.width(), display.height()), (400, 300));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Sends a GetStatus over the pty and returns the camera state index.
+fn camera_state(tty: &Path) -> u8 {
+    use maskd::serial::{CameraState, Link, Message};
+    let port = maskd::serial::open_port(tty.to_str().unwrap(), 115_200).unwrap();
+    let mut link = Link::new(port);
+    link.resync().unwrap();
+    link.send(7, Message::GetStatus, false).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        match link.recv() {
+            Ok(frame) if frame.request_id == 7 => {
+                let Message::Status(status) = frame.message else { panic!("{frame:?}") };
+                return match status.camera {
+                    CameraState::Starting => 0,
+                    CameraState::Streaming => 1,
+                    CameraState::Stalled => 2,
+                    CameraState::Disconnected => 3,
+                };
+            }
+            _ => {}
+        }
+    }
+    panic!("no Status answer")
+}
+
+#[test]
+fn a_frame_source_that_fails_is_reopened_and_the_daemon_recovers() {
+    let dir = scratch("camera");
+    let config = config(&dir, true);
+    let mut daemon = Daemon::start(&config);
+    let tty = dir.join("tty");
+    // An empty folder is a camera that is down.
+    wait_for(Duration::from_secs(10), || camera_state(&tty) == 3, || format!("never Disconnected\n{}", log_of(&config)));
+    std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
+    wait_for(Duration::from_secs(30), || camera_state(&tty) == 1, || format!("never Streaming\n{}", log_of(&config)));
+    // The image goes away: down again, then back.
+    std::fs::remove_file(dir.join("frames/chelsea.png")).unwrap();
+    wait_for(Duration::from_secs(30), || camera_state(&tty) == 3, || format!("never down again\n{}", log_of(&config)));
+    std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
+    wait_for(Duration::from_secs(30), || camera_state(&tty) == 1, || format!("never back\n{}", log_of(&config)));
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon died");
+    daemon.signal("TERM");
+    assert!(daemon.wait(Duration::from_secs(60)).success(), "{}", log_of(&config));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sighup_keeps_a_broken_config_out_and_restarts_with_a_good_one() {
+    let dir = scratch("reload");
+    std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
+    let config = config(&dir, false);
+    let mut daemon = Daemon::start(&config);
+    let tty = dir.join("tty");
+    wait_for(
+        Duration::from_secs(180),
+        || image::image_dimensions(dir.join("display.png")).is_ok_and(|d| d == (400, 300)),
+        || format!("no first picture\n{}", log_of(&config)),
+    );
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace("queue_capacity", "queue_capacty")).unwrap();
+    daemon.signal("HUP");
+    wait_for(Duration::from_secs(10), || log_of(&config).contains("keeping the running configuration"), || log_of(&config));
+    assert!(log_of(&config).contains("queue_capacty"), "the log names the bad key:\n{}", log_of(&config));
+    assert_eq!(log_of(&config).matches("maskd ready").count(), 1, "a broken config restarted the daemon");
+    assert!(camera_state(&tty) <= 2, "still serving");
+    std::fs::write(&config, good.replace("height = 300", "height = 200")).unwrap();
+    daemon.signal("HUP");
+    // The same process (pid) comes back with the new display size.
+    wait_for(
+        Duration::from_secs(180),
+        || image::image_dimensions(dir.join("display.png")).is_ok_and(|d| d == (400, 200)),
+        || format!("no restart with the new display size\n{}", log_of(&config)),
+    );
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon exited instead of restarting");
+    assert_eq!(log_of(&config).matches("maskd ready").count(), 2, "{}", log_of(&config));
+    daemon.signal("TERM");
+    assert!(daemon.wait(Duration::from_secs(60)).success(), "{}", log_of(&config));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn stdin_prompts_get_json_answers() {
+    let dir = scratch("stdin");
+    std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
+    let config = config(&dir, false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["run", "--stdin", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(config.with_extension("log")).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait for the first embedding: until then the answer is "no frame".
+    let until = Instant::now() + Duration::from_secs(120);
+    let answer = loop {
+        writeln!(stdin, "255,180").unwrap();
+        let line = lines.next().expect("an answer line").unwrap();
+        let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if answer.get("error").is_none_or(|e| !e.as_str().unwrap().contains("no frame")) {
+            break answer;
+        }
+        assert!(Instant::now() < until, "no frame embedded\n{}", log_of(&config));
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(answer["frame_id"], 1, "{answer}");
+    assert!(answer["area"].as_u64().unwrap() > 50_000, "{answer}");
+    assert!(answer["grasp"].is_array(), "{answer}");
+    writeln!(stdin, "255,180 box=1,2").unwrap();
+    let bad: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(bad["error"].as_str().unwrap().contains("box=1,2"), "{bad}");
+    writeln!(stdin, "9999,5").unwrap();
+    let outside: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(outside["error"].as_str().unwrap().contains("invalid prompt"), "{outside}");
+    Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success(), "{}", log_of(&config));
+    std::fs::remove_dir_all(dir).unwrap();
+}
