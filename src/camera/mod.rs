@@ -1,6 +1,10 @@
 //! Frame sources: a V4L2 camera, image files, a synthetic pattern, all
 //! behind [`FrameSource`] so that the pipeline and the tests see one shape.
 
+mod v4l;
+
+pub use v4l::{Camera, CameraDevice, CameraSettings, PixelFormat, MAX_FAILED_FRAMES};
+
 use image::RgbImage;
 use thiserror::Error;
 
