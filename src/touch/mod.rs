@@ -1,5 +1,9 @@
 //! Prompt input on the device itself: a touchscreen for kiosks.
 
+mod evdev;
+
+pub use self::evdev::{AxisRange, Calibration, EvdevTouch, Protocol, TapTracker, TouchSettings};
+
 use thiserror::Error;
 
 /// A tap, in display pixels (x right, y down, origin top-left).
