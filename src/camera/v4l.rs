@@ -462,6 +462,16 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_camera_is_explained() {
+        let busy = NokhwaError::OpenStreamError("Device or resource busy (os error 16)".into());
+        let text = explain(Path::new("/dev/video0"), busy).to_string();
+        assert!(
+            text.contains("/dev/video0 is busy: another process"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn opening_a_missing_camera_names_the_device_and_what_to_check() {
         let mut camera = Camera::new(CameraSettings {
             device: CameraDevice::Path("/dev/video-maskd-absent".into()),

@@ -177,7 +177,7 @@ impl Framebuffer {
         let path = &settings.device;
         let device = linuxfb::Framebuffer::new(path).map_err(|e| explain_open(path, e))?;
         let layout = layout_of(&device)
-            .check()
+            .and_then(PixelLayout::check)
             .with_context(|| format!("framebuffer {}", path.display()))?;
         let (width, height) = device.get_size();
         let (x_offset, y_offset) = device.get_offset();
@@ -235,18 +235,24 @@ impl Screen for Framebuffer {
     }
 }
 
-fn layout_of(device: &linuxfb::Framebuffer) -> PixelLayout {
+fn layout_of(device: &linuxfb::Framebuffer) -> Result<PixelLayout> {
     let layout = device.get_pixel_layout();
+    if [&layout.red, &layout.green, &layout.blue]
+        .iter()
+        .any(|c| c.msb_right)
+    {
+        bail!("unsupported framebuffer pixel layout: bit-reversed (msb_right) channels");
+    }
     let channel = |c: linuxfb::PixelLayoutChannel| Channel {
         offset: c.offset,
-        length: if c.msb_right { 0 } else { c.length },
+        length: c.length,
     };
-    PixelLayout {
+    Ok(PixelLayout {
         bits_per_pixel: device.get_bytes_per_pixel() * 8,
         red: channel(layout.red),
         green: channel(layout.green),
         blue: channel(layout.blue),
-    }
+    })
 }
 
 /// The bytes from one row to the next (the fixed screeninfo's line length,
