@@ -3,9 +3,11 @@
 
 mod files;
 mod pattern;
+mod v4l;
 
 pub use files::{FileSettings, FileSource};
 pub use pattern::{pattern, PatternSettings, PatternSource};
+pub use v4l::{Camera, CameraDevice, CameraSettings, PixelFormat, MAX_FAILED_FRAMES};
 
 use image::RgbImage;
 use thiserror::Error;

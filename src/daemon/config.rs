@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use serde::Deserialize;
 
-use crate::camera::{FileSettings, PatternSettings};
-use crate::display::SnapshotSettings;
+use crate::camera::{CameraSettings, FileSettings, PatternSettings};
+use crate::display::{FramebufferSettings, SnapshotSettings};
+use crate::touch::TouchSettings;
 use crate::model::Precision;
 
 /// Everything `maskd run` reads from its configuration file.
@@ -25,6 +26,8 @@ pub struct Config {
     pub display: Option<DisplayConfig>,
     #[serde(default)]
     pub overlay: OverlayConfig,
+    /// Absent: no touchscreen. Needs a display to map taps onto the picture.
+    pub touch: Option<TouchSettings>,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -61,6 +64,8 @@ fn precision<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Precision, D::Err
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceConfig {
+    /// A V4L2 camera.
+    Camera(CameraSettings),
     Files(FileSettings),
     Pattern(PatternSettings),
 }
@@ -122,6 +127,8 @@ fn default_heartbeat_ms() -> u32 {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum DisplayConfig {
+    /// A Linux framebuffer, /dev/fbN (RGB565 or XRGB8888).
+    Framebuffer(FramebufferSettings),
     /// A PNG file rewritten at every change, for headless boards and tests.
     Png(SnapshotSettings),
 }
@@ -190,6 +197,7 @@ impl Config {
     fn validate(&self) -> Result<()> {
         ensure!((1..=64).contains(&self.model.threads), "model.threads must be 1-64, got {}", self.model.threads);
         match &self.source {
+            SourceConfig::Camera(camera) => camera.validate()?,
             SourceConfig::Files(files) => files.validate()?,
             SourceConfig::Pattern(pattern) => pattern.validate()?,
         }
@@ -212,8 +220,12 @@ impl Config {
         }
         match &self.display {
             Some(DisplayConfig::Png(png)) => png.validate()?,
-            None => {}
+            Some(DisplayConfig::Framebuffer(_)) | None => {}
         }
+        ensure!(
+            self.touch.is_none() || self.display.is_some(),
+            "[touch] needs a [display]: taps are mapped onto the picture shown"
+        );
         ensure!(
             matches!(self.log.level.as_str(), "error" | "warn" | "info" | "debug" | "trace"),
             "log.level must be error, warn, info, debug or trace, got {:?}",

@@ -28,11 +28,12 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
 
-use crate::camera::{FileSource, FrameSource, PatternSource};
-use crate::display::{run_live, LiveSettings, PngSnapshot, Screen};
+use crate::camera::{Camera, FileSource, FrameSource, PatternSource};
+use crate::display::{run_live, Framebuffer, Letterbox, LiveSettings, PngSnapshot, Screen};
 use crate::model::Sam;
 use crate::pipeline::{CaptureSettings, Pipeline, PipelineSettings};
 use crate::serial::ServerSettings;
+use crate::touch::{run_taps, EvdevTouch};
 
 /// How the daemon ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,9 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
         _ => None,
     };
     let mut screen = open_display(config)?;
+    let display_size = screen.as_ref().map(|s| s.size());
+    // Where the picture sits on the screen, for mapping taps back onto it.
+    let shown: Arc<Mutex<Option<Letterbox>>> = Arc::default();
     let exit = std::thread::scope(|scope| -> Result<Exit> {
         if let Some(serial) = &config.serial {
             let settings = ServerSettings {
@@ -91,9 +95,18 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
         }
         if let Some(screen) = screen.as_mut() {
             let live = LiveSettings { hold: Duration::from_millis(u64::from(config.overlay.hold_ms)) };
-            let (pipeline, stop) = (&pipeline, &stop);
+            let (pipeline, stop, shown) = (&pipeline, &stop, &*shown);
             std::thread::Builder::new().name("display".into()).spawn_scoped(scope, move || {
-                run_live(screen.as_mut(), pipeline, &live, &Mutex::new(None), stop);
+                run_live(screen.as_mut(), pipeline, &live, shown, stop);
+            })?;
+        }
+        if let (Some(settings), Some(display)) = (&config.touch, display_size) {
+            // Not scoped: a read from the device blocks until the next event,
+            // and the process exits without waiting for it.
+            let settings = settings.clone();
+            let (pipeline, shown) = (pipeline.clone(), shown.clone());
+            std::thread::Builder::new().name("touch".into()).spawn(move || {
+                run_taps(|| EvdevTouch::open(&settings, display), &pipeline, &shown);
             })?;
         }
         if stdin_prompts {
@@ -166,6 +179,7 @@ fn wait_for_signal(mut signals: Signals, path: &Path, pipeline: &Pipeline, servi
 
 fn frame_source(config: &Config) -> Box<dyn FrameSource> {
     match &config.source {
+        SourceConfig::Camera(camera) => Box::new(Camera::new(camera.clone())),
         SourceConfig::Files(files) => Box::new(FileSource::new(files.clone())),
         SourceConfig::Pattern(pattern) => Box::new(PatternSource::new(pattern.clone())),
     }
@@ -175,5 +189,6 @@ fn open_display(config: &Config) -> Result<Option<Box<dyn Screen>>> {
     Ok(match &config.display {
         None => None,
         Some(DisplayConfig::Png(png)) => Some(Box::new(PngSnapshot::new(png)?)),
+        Some(DisplayConfig::Framebuffer(fb)) => Some(Box::new(Framebuffer::open(fb)?)),
     })
 }

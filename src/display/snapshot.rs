@@ -121,7 +121,11 @@ impl Screen for PngSnapshot {
         self.write_temporary(picture)
             .with_context(|| format!("writing {}", self.temporary.display()))?;
         std::fs::rename(&self.temporary, &self.path).with_context(|| {
-            format!("renaming {} to {}", self.temporary.display(), self.path.display())
+            format!(
+                "renaming {} to {}",
+                self.temporary.display(),
+                self.path.display()
+            )
         })
     }
 }
@@ -133,7 +137,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let folder = std::env::temp_dir().join(format!("maskd-snapshot-{}-{name}", std::process::id()));
+        let folder =
+            std::env::temp_dir().join(format!("maskd-snapshot-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&folder).expect("temp folder");
         folder
     }
@@ -169,7 +174,10 @@ mod tests {
         let folder = scratch("size");
         let mut screen = PngSnapshot::new(&settings(folder.join("s.png"))).expect("folder exists");
         let error = screen.show(&RgbImage::new(4, 2)).expect_err("wrong size");
-        assert!(error.to_string().contains("4x2 picture for the 3x2"), "{error}");
+        assert!(
+            error.to_string().contains("4x2 picture for the 3x2"),
+            "{error}"
+        );
         std::fs::remove_dir_all(folder).expect("cleaned");
     }
 
@@ -179,15 +187,22 @@ mod tests {
             .err()
             .expect("no folder")
             .to_string();
-        assert!(error.contains("folder /nonexistent-maskd does not exist"), "{error}");
+        assert!(
+            error.contains("folder /nonexistent-maskd does not exist"),
+            "{error}"
+        );
     }
 
     #[test]
     fn settings_parse_and_validate() {
-        let parsed: SnapshotSettings = toml::from_str("path = \"/run/maskd/screen.png\"").expect("parses");
+        let parsed: SnapshotSettings =
+            toml::from_str("path = \"/run/maskd/screen.png\"").expect("parses");
         assert_eq!((parsed.width, parsed.height), (640, 480));
         assert!(toml::from_str::<SnapshotSettings>("path = \"a.png\"\ndepth = 3").is_err());
         let zero = SnapshotSettings { width: 0, ..parsed };
-        assert_eq!(zero.validate().expect_err("zero").to_string(), "display.width must be 1..=8192, got 0");
+        assert_eq!(
+            zero.validate().expect_err("zero").to_string(),
+            "display.width must be 1..=8192, got 0"
+        );
     }
 }

@@ -1,4 +1,11 @@
-//! Prompt input on the device itself: a touchscreen for kiosks.
+//! Prompt input on the device itself: a touchscreen for kiosks, each tap a
+//! point prompt on the picture shown.
+
+mod evdev;
+mod taps;
+
+pub use self::evdev::{AxisRange, Calibration, EvdevTouch, Protocol, TapTracker, TouchSettings};
+pub use taps::{run_taps, tap_prompt};
 
 use thiserror::Error;
 
