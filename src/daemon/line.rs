@@ -22,7 +22,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// the master does not hang up between clients.
 pub struct Pty {
     master: TTYPort,
-    _slave: TTYPort,
+    slave: TTYPort,
     pub path: PathBuf,
     link: Option<PathBuf>,
 }
@@ -39,7 +39,17 @@ impl Pty {
             std::os::unix::fs::symlink(&path, link)
                 .with_context(|| format!("linking {} to {}", link.display(), path.display()))?;
         }
-        Ok(Pty { master, _slave: slave, path, link: link.map(Path::to_path_buf) })
+        Ok(Pty { master, slave, path, link: link.map(Path::to_path_buf) })
+    }
+
+    /// Waits up to `within` for the client to read what was written: closing
+    /// the master hangs the terminal up and discards unread bytes, which
+    /// would lose the last answers of a drain.
+    pub fn wait_until_read(&self, within: Duration) {
+        let until = Instant::now() + within;
+        while self.slave.bytes_to_read().is_ok_and(|n| n > 0) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

@@ -128,7 +128,9 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
         pipeline.shutdown();
         Ok(exit)
     })?;
-    drop(pty);
+    if let Some(pty) = pty {
+        pty.wait_until_read(Duration::from_secs(2));
+    }
     info!("stopped");
     Ok(exit)
 }
