@@ -20,12 +20,14 @@
 //! - [`camera`]: frame sources (V4L2 camera, image files, synthetic pattern).
 //! - [`display`]: overlays rendered through embedded-graphics into any `DrawTarget`.
 //! - [`eval`]: the interactive-segmentation benchmark (click protocol, NoC/NoF/mIoU).
+//! - [`everything`]: automatic mask generation (SAM's "segment everything" grid of prompts).
 //! - [`serial`]: the controller protocol over a serial line (docs/PROTOCOL.md): codec, link, mask geometry.
 //! - [`touch`]: touchscreen taps as prompts.
 
 pub mod camera;
 pub mod display;
 pub mod eval;
+pub mod everything;
 pub mod model;
 pub mod serial;
 pub mod touch;
