@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod eval;
+mod everything;
 mod segment;
 
 use anyhow::Result;
@@ -24,6 +25,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure mask quality on interactive-segmentation benchmarks (NoC, NoF, mIoU).
     Eval(eval::EvalArgs),
+    /// Propose masks for everything in an image: SAM's automatic mask generator.
+    Everything(everything::EverythingArgs),
 }
 
 pub fn run() -> Result<()> {
@@ -31,5 +34,6 @@ pub fn run() -> Result<()> {
         Command::Segment(args) => segment::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Everything(args) => everything::run(&args),
     }
 }
