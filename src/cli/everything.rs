@@ -129,7 +129,7 @@ pub fn run(args: &EverythingArgs) -> Result<()> {
     }
     println!("masks      {} ({} passed the filters before duplicates were removed)", masks.len(), last.candidates);
     println!(
-        "total      {:.1} s ({:.2} masks/s, encode and generate)",
+        "total      {:.1} s ({:.3} masks/s, encode and generate)",
         encode_s + generate_s,
         masks.len() as f64 / (encode_s + generate_s)
     );
