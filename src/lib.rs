@@ -21,6 +21,7 @@
 //! - [`daemon`]: `maskd run`: pipeline, adapters, configuration and service life cycle.
 //! - [`display`]: overlays rendered through embedded-graphics into any `DrawTarget`.
 //! - [`eval`]: the interactive-segmentation benchmark (click protocol, NoC/NoF/mIoU).
+//! - [`everything`]: automatic mask generation (SAM's "segment everything" grid of prompts).
 //! - [`pipeline`]: frames to embeddings (latest frame wins) and prompts to masks (bounded queue).
 //! - [`serial`]: the controller protocol over a serial line (docs/PROTOCOL.md): codec, link, mask geometry.
 //! - [`touch`]: touchscreen taps as prompts.
@@ -29,6 +30,7 @@ pub mod camera;
 pub mod daemon;
 pub mod display;
 pub mod eval;
+pub mod everything;
 pub mod model;
 pub mod pipeline;
 pub mod serial;

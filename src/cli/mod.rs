@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod eval;
+mod everything;
 mod run;
 mod segment;
 
@@ -25,6 +26,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure mask quality on interactive-segmentation benchmarks (NoC, NoF, mIoU).
     Eval(eval::EvalArgs),
+    /// Propose masks for everything in an image: SAM's automatic mask generator.
+    Everything(everything::EverythingArgs),
     /// Run the daemon: camera frames in, prompts from serial, touch or stdin, masks out.
     Run(run::RunArgs),
 }
@@ -39,5 +42,6 @@ pub fn run() -> Result<()> {
         Command::Segment(args) => segment::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Everything(args) => everything::run(&args),
     }
 }
