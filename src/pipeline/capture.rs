@@ -47,7 +47,8 @@ pub struct CaptureSettings {
     /// First wait before reopening a failed source; doubles up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// A streaming source with no frame for this long is reported stalled.
+    /// A streaming source with no frame for this long (or three of its
+    /// frame intervals, if longer) is reported stalled.
     pub stall_after: Duration,
     /// Consecutive lost frames after which the source is reopened.
     pub max_lost_frames: u32,
@@ -95,7 +96,11 @@ pub(crate) fn run(mut source: Box<dyn FrameSource>, shared: &Arc<Shared>, settin
                     lost_in_a_row = 0;
                     let frame = Frame { id: next_id, captured: Instant::now(), image: Arc::new(image) };
                     next_id = next_id.wrapping_add(1).max(1);
-                    counters.last_frame_ms.store(millis_since(shared.started).max(1), Ordering::Relaxed);
+                    let now = millis_since(shared.started).max(1);
+                    let previous = counters.last_frame_ms.swap(now, Ordering::Relaxed);
+                    if previous > 0 {
+                        counters.frame_interval_ms.store(now - previous, Ordering::Relaxed);
+                    }
                     set_state(CameraState::Streaming);
                     if shared.frames.put(frame) {
                         counters.frames_superseded.fetch_add(1, Ordering::Relaxed);

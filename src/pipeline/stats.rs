@@ -21,6 +21,9 @@ pub(crate) struct Counters {
     pub camera: AtomicU8,
     /// Milliseconds since start of the newest captured frame, 0 before the first.
     pub last_frame_ms: AtomicU64,
+    /// Milliseconds between the last two captured frames: a slow source
+    /// (one image every few seconds) is not stalled just because it is slow.
+    pub frame_interval_ms: AtomicU64,
     /// Milliseconds since start when the encoder and the decoder last showed life.
     pub encoder_alive_ms: AtomicU64,
     pub decoder_alive_ms: AtomicU64,
@@ -94,7 +97,8 @@ impl Shared {
         let (fps, encoder_ms) = c.encoder_rates();
         let mut camera = CameraState::from_u8(c.camera.load(Ordering::Relaxed));
         let since_frame = millis_since(self.started).saturating_sub(c.last_frame_ms.load(Ordering::Relaxed));
-        if camera == CameraState::Streaming && since_frame > self.stall_after.as_millis() as u64 {
+        let stall_after = (self.stall_after.as_millis() as u64).max(3 * c.frame_interval_ms.load(Ordering::Relaxed));
+        if camera == CameraState::Streaming && since_frame > stall_after {
             camera = CameraState::Stalled;
         }
         PipelineStatus {
