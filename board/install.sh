@@ -80,11 +80,12 @@ fi
 [[ $(head -c 4 "$binary" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]] || die "$binary is not an ELF executable"
 if [[ $live == yes ]]; then
     # e_machine, 2 bytes little-endian at offset 18: 0xb7 aarch64, 0x3e x86_64.
-    machine=$(od -An -tx1 -j18 -N2 "$binary" | tr -d ' \n')
-    case "$(uname -m):$machine" in
-        aarch64:b700 | x86_64:3e00) ;;
-        *) die "$binary (ELF machine 0x$machine) is not built for this $(uname -m) system" ;;
+    case "$(od -An -tx1 -j18 -N2 "$binary" | tr -d ' \n')" in
+        b700) built_for=aarch64 ;;
+        3e00) built_for=x86_64 ;;
+        *) built_for="another processor" ;;
     esac
+    [[ $built_for == "$(uname -m)" ]] || die "$binary is built for $built_for, this system is $(uname -m)"
     needs=$(grep -ao 'GLIBC_2\.[0-9]*' "$binary" | sort -uV | tail -n 1 | cut -d_ -f2)
     has=$(getconf GNU_LIBC_VERSION | cut -d' ' -f2)
     if [[ -n $needs && $(printf '%s\n%s\n' "$needs" "$has" | sort -V | tail -n 1) != "$has" ]]; then
