@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs maskd's aarch64 code on this x86_64 host: cross-builds the unit tests
+# and the parity test, and runs them under qemu-user (.cargo/config.toml) on
+# the real model, so that tract's aarch64 kernels compute the golden masks.
+#
+#   cortex-a76  NEON only, as on Raspberry Pi 5, RK3588 and Jetson Orin
+#               (Cortex-A78AE): unit tests, then parity on f32 and int8
+#   max         every extension qemu has, SVE2 included: tract switches its
+#               f32 matrix products to its SVE kernels (as on Neoverse V2
+#               or Cortex-A710 and newer), and is told the core has FP16
+#               arithmetic (TRACT_CPU_AARCH64_KIND=a75) as those cores do:
+#               parity on f32 (int8 runs the same kernels once loaded)
+#
+# Also checks the binary's glibc needs against docs/BOARDS.md. Needs the
+# exported model (models/export.sh, or MASKD_MODEL). The build directory is
+# ${MASKD_CACHE:-~/.cache/maskd}/target-aarch64, shared with build.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+board/cross/setup.sh
+target=aarch64-unknown-linux-gnu
+export CARGO_TARGET_DIR="${MASKD_AARCH64_TARGET_DIR:-${MASKD_CACHE:-$HOME/.cache/maskd}/target-aarch64}"
+tests=(--lib --bins --test parity)
+cargo test --release --target "$target" "${tests[@]}" --no-run
+
+# The newest glibc symbol version the binary links against, and the one
+# docs/BOARDS.md promises ("needs glibc X.Y").
+binary="$CARGO_TARGET_DIR/$target/release/maskd"
+needs=$(aarch64-linux-gnu-objdump -T "$binary" | grep -o 'GLIBC_2\.[0-9]*' | sort -uV | tail -n 1 | cut -d_ -f2)
+documented=$(grep -o 'needs glibc 2\.[0-9]*' docs/BOARDS.md | head -n 1 | cut -d' ' -f3)
+if [[ $needs != "$documented" ]]; then
+    echo "test.sh: the aarch64 maskd needs glibc $needs, docs/BOARDS.md says $documented" >&2
+    exit 1
+fi
+echo "test.sh: the aarch64 maskd needs glibc $needs, as docs/BOARDS.md says"
+
+timings=()
+# run NAME QEMU_CPU [VAR=VALUE...] -- CARGO TEST ARGS
+run() {
+    local name="$1" cpu="$2"
+    shift 2
+    local vars=()
+    while [[ $1 != -- ]]; do vars+=("$1"); shift; done
+    shift
+    local start=$SECONDS
+    env QEMU_CPU="$cpu" "${vars[@]}" cargo test --release --target "$target" "$@"
+    timings+=("$(printf '%-34s %5d s' "$name" $((SECONDS - start)))")
+}
+run "unit tests, cortex-a76" cortex-a76 -- --lib --bins
+run "parity f32, cortex-a76" cortex-a76 -- --test parity f32_model
+run "parity int8, cortex-a76" cortex-a76 -- --test parity quantized_model
+run "parity f32, max (SVE2, FP16)" max TRACT_CPU_AARCH64_KIND=a75 -- --test parity f32_model
+
+echo "aarch64 tests under qemu-aarch64 (wall time):"
+printf '  %s\n' "${timings[@]}"
