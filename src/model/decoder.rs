@@ -178,7 +178,8 @@ impl MaskDecoder {
 
     /// Decodes several prompts against one embedding: prompts with the same
     /// number of points (boxes count 2, a prompt without a box 1 more) and
-    /// no mask input run as one batch; a prompt with a mask input runs alone.
+    /// no mask input run in batches of up to `MAX_BATCH`; a prompt with a
+    /// mask input runs alone. All share the embedding's per-frame part.
     /// The masks are those [`MaskDecoder::decode`] gives for each prompt.
     ///
     /// # Errors
@@ -210,7 +211,7 @@ impl MaskDecoder {
             }
         }
         let mut out: Vec<Option<LowResMasks>> = vec![None; prompts.len()];
-        for members in groups.values() {
+        for members in groups.values().flat_map(|m| m.chunks(MAX_BATCH)) {
             let batch: Vec<&Prompt> = members.iter().map(|&i| &prompts[i]).collect();
             let frame = self.prepared(embedding)?;
             for (&i, low_res) in members.iter().zip(self.run_points(frame, &batch, geometry)?) {
@@ -369,6 +370,12 @@ impl MaskDecoder {
         Ok(low_res.upscale(geometry))
     }
 }
+
+/// Most prompts in one run of the per-prompt plan. The plan takes any
+/// batch, but tract 0.23.9 on x86-64 ran a batch of 8 single-point prompts
+/// at 1.6x the cost per prompt of 8 lone runs (thread CPU time, see
+/// docs/PERFORMANCE.md): lone runs it is, until a measurement says otherwise.
+const MAX_BATCH: usize = 1;
 
 /// Number of sparse inputs of `prompt` (see `Prompt::sparse_inputs`): its
 /// points, then 2 box corners or 1 padding point.
