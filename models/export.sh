@@ -28,7 +28,7 @@ cache="${MASKD_CACHE:-$HOME/.cache/maskd}"
 mkdir -p "$out" "$cache"
 out="$(cd "$out" && pwd)"
 
-script_hash="$(cat "$here/export.py" "$here/requirements.txt" | sha256sum | cut -d' ' -f1)"
+script_hash="$(cat "$here/export.py" "$here/split_decoder.py" "$here/requirements.txt" | sha256sum | cut -d' ' -f1)"
 
 # Up to date when the manifest comes from this exact script + pins and every
 # file it lists is intact. Uses the system python3 so no venv is needed.
@@ -41,7 +41,7 @@ try:
     if manifest["export"]["script_hash"] != want:
         sys.exit(1)
     for variant in manifest["variants"].values():
-        for part in ("encoder", "decoder"):
+        for part in ("encoder", "decoder", "decoder_frame", "decoder_points"):
             entry = variant[part]
             data = (out / entry["file"]).read_bytes()
             if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:

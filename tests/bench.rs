@@ -43,7 +43,10 @@ fn json_report_has_positive_figures_for_every_stage() {
         assert!(x > 0.0, "{what} = {x}");
     };
     positive(&maskd["load_ms"], "load_ms");
-    for stage in ["encoder_ms", "preprocess_ms", "decoder_ms", "postprocess_ms"] {
+    for stage in [
+        "encoder_ms", "preprocess_ms", "decoder_ms", "decoder_frame_ms", "decoder_batch_ms", "postprocess_ms",
+        "upscale_chosen_ms",
+    ] {
         positive(&maskd[stage]["p50"], stage);
         positive(&maskd[stage]["p95"], stage);
     }

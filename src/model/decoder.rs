@@ -1,12 +1,19 @@
 //! The prompt encoder + mask decoder: one light pass per prompt against a
 //! cached embedding.
+//!
+//! The decoder runs as two plans (see `models/split_decoder.py`): a
+//! per-frame part that only depends on the embedding (and a mask input),
+//! cached in the [`Embedding`], and a per-prompt part that takes a batch of
+//! prompts with the same number of points.
+
+use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context, Result};
-use ndarray::{Array2, Array3, ArrayView2, Ix3};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, Ix3};
 use tract_onnx::prelude::*;
 
-use super::encoder::Embedding;
-use super::manifest::Manifest;
+use super::encoder::{Embedding, FrameTensors};
+use super::manifest::{Manifest, Variant};
 use super::mask::Mask;
 use super::postprocess::upscale;
 use super::preprocess::Geometry;
@@ -69,32 +76,89 @@ fn best_by_iou(candidates: &[Candidate]) -> &Candidate {
         .expect("at least one candidate")
 }
 
+/// The decoder's raw output for one prompt: scores and low-resolution
+/// logits of the 4 tokens, before any upscaling.
+#[derive(Debug, Clone)]
+pub struct LowResMasks {
+    /// The model's predicted IoU of each token's mask.
+    pub ious: [f32; TOKENS],
+    /// `[TOKENS, m, m]` logits.
+    pub logits: Array3<f32>,
+    ambiguous: bool,
+}
+
+impl LowResMasks {
+    /// The token SAM's rule picks: the best multimask token for a lone
+    /// point, the single-mask token otherwise.
+    pub fn chosen_token(&self) -> usize {
+        if self.ambiguous {
+            (1..TOKENS).reduce(|best, t| if self.ious[t] > self.ious[best] { t } else { best }).unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    /// One token's candidate at original resolution: upscaling only the mask
+    /// a caller uses saves 3/4 of the postprocessing.
+    pub fn candidate(&self, token: usize, geometry: &Geometry) -> Candidate {
+        let logits = self.logits.index_axis(Axis(0), token);
+        let up = upscale(logits, geometry);
+        Candidate {
+            token,
+            mask: up.mask,
+            predicted_iou: self.ious[token],
+            stability: up.stability,
+            low_res: LowResMask(logits.to_owned()),
+        }
+    }
+
+    /// All 4 candidates at original resolution.
+    pub fn upscale(&self, geometry: &Geometry) -> Masks {
+        let candidates = (0..TOKENS).map(|token| self.candidate(token, geometry)).collect();
+        Masks { candidates, chosen: self.chosen_token() }
+    }
+}
+
 /// A loaded prompt encoder + mask decoder.
 #[derive(Debug, Clone)]
 pub struct MaskDecoder {
-    plan: Plan,
+    /// Embedding (+ mask input) -> the image side of the first layer.
+    frame: Plan,
+    /// Frame tensors + a batch of point sets -> scores and logits.
+    points: Plan,
     mask_side: usize,
 }
 
 impl MaskDecoder {
-    /// Loads the decoder ONNX file for `manifest`.
-    pub fn load(manifest: &Manifest, path: &std::path::Path) -> Result<MaskDecoder> {
+    /// Loads the decoder files of `variant`.
+    pub fn load(manifest: &Manifest, variant: &Variant) -> Result<MaskDecoder> {
         let [c, h, w] = manifest.embedding_shape;
         let m = manifest.mask_input_size;
-        let plan = session::load(
-            path,
+        let frame = session::load(
+            &manifest.file_path(&variant.decoder_frame)?,
             &[
                 ("image_embeddings", session::f32_input(&[1, c, h, w])),
-                // Declared [1, num_points, 2] and [1, num_points]: any number of points.
-                ("point_coords", None),
-                ("point_labels", None),
                 ("mask_input", session::f32_input(&[1, 1, m, m])),
                 ("has_mask_input", session::f32_input(&[1])),
             ],
+            &FRAME_OUTPUTS,
+        )
+        .context("loading the mask decoder's per-frame part")?;
+        let points = session::load(
+            &manifest.file_path(&variant.decoder_points)?,
+            &[
+                ("keys", None),
+                ("t2i_keys", None),
+                ("t2i_values", None),
+                ("i2t_queries", None),
+                // Declared [prompts, num_points, 2] and [prompts, num_points].
+                ("point_coords", None),
+                ("point_labels", None),
+            ],
             &["iou_predictions", "low_res_masks"],
         )
-        .context("loading the mask decoder")?;
-        Ok(MaskDecoder { plan, mask_side: m })
+        .context("loading the mask decoder's per-prompt part")?;
+        Ok(MaskDecoder { frame, points, mask_side: m })
     }
 
     /// Side of the low-resolution masks this decoder reads and writes.
@@ -108,13 +172,143 @@ impl MaskDecoder {
     /// The prompt is invalid for the embedding's image (see
     /// `Prompt::validate`), or the model fails.
     pub fn decode(&self, embedding: &Embedding, prompt: &Prompt) -> Result<Masks> {
-        let outputs = self.run(self.inputs(embedding, prompt)?)?;
-        self.masks(&outputs, &embedding.geometry, prompt)
+        let mut all = self.decode_batch(embedding, std::slice::from_ref(prompt))?;
+        Ok(all.remove(0))
     }
 
-    /// The first step of [`MaskDecoder::decode`]: the plan's inputs, in its
-    /// order `image_embeddings`, `point_coords`, `point_labels`, `mask_input`,
-    /// `has_mask_input`.
+    /// Decodes several prompts against one embedding: prompts with the same
+    /// number of points (boxes count 2, a prompt without a box 1 more) and
+    /// no mask input run in batches of up to `MAX_BATCH`; a prompt with a
+    /// mask input runs alone. All share the embedding's per-frame part.
+    /// The masks are those [`MaskDecoder::decode`] gives for each prompt.
+    ///
+    /// # Errors
+    /// A prompt is invalid for the embedding's image (the message names
+    /// which), or the model fails.
+    pub fn decode_batch(&self, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<Masks>> {
+        Ok(self
+            .low_res_batch(embedding, prompts)?
+            .iter()
+            .map(|low_res| low_res.upscale(&embedding.geometry))
+            .collect())
+    }
+
+    /// [`MaskDecoder::decode_batch`] without upscaling: the decoder's
+    /// low-resolution output per prompt, in order.
+    ///
+    /// # Errors
+    /// As [`MaskDecoder::decode_batch`].
+    pub fn low_res_batch(&self, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<LowResMasks>> {
+        let geometry = &embedding.geometry;
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut alone = Vec::new();
+        for (i, prompt) in prompts.iter().enumerate() {
+            prompt.validate(geometry.original).with_context(|| format!("prompt {i}"))?;
+            prompt.validate_mask_input(self.mask_side).with_context(|| format!("prompt {i}"))?;
+            match prompt.mask_input {
+                Some(_) => alone.push(i),
+                None => groups.entry(sparse_len(prompt)).or_default().push(i),
+            }
+        }
+        let mut out: Vec<Option<LowResMasks>> = vec![None; prompts.len()];
+        for members in groups.values().flat_map(|m| m.chunks(MAX_BATCH)) {
+            let batch: Vec<&Prompt> = members.iter().map(|&i| &prompts[i]).collect();
+            let frame = self.prepared(embedding)?;
+            for (&i, low_res) in members.iter().zip(self.run_points(frame, &batch, geometry)?) {
+                out[i] = Some(low_res);
+            }
+        }
+        for i in alone {
+            let prompt = &prompts[i];
+            let frame = self.run_frame(embedding, prompt.mask_input.as_ref())?;
+            out[i] = self.run_points(&frame, &[prompt], geometry)?.pop();
+        }
+        Ok(out.into_iter().map(|o| o.expect("every prompt decoded")).collect())
+    }
+
+    /// Runs the per-frame part for `embedding` unless it already ran: call
+    /// it where frames are encoded so that prompts only pay their own part.
+    ///
+    /// # Errors
+    /// The model fails.
+    pub fn prepare(&self, embedding: &Embedding) -> Result<()> {
+        self.prepared(embedding).map(|_| ())
+    }
+
+    fn prepared<'e>(&self, embedding: &'e Embedding) -> Result<&'e FrameTensors> {
+        if let Some(frame) = embedding.frame.get() {
+            return Ok(frame);
+        }
+        let frame = self.run_frame(embedding, None)?;
+        // Another thread may have set it meanwhile: both values are equal.
+        let _ = embedding.frame.set(frame);
+        Ok(embedding.frame.get().expect("just set"))
+    }
+
+    fn run_frame(&self, embedding: &Embedding, mask_input: Option<&LowResMask>) -> Result<FrameTensors> {
+        let m = self.mask_side;
+        let (mask, has_mask) = match mask_input {
+            Some(LowResMask(logits)) => (logits.clone(), 1.0f32),
+            None => (Array2::zeros((m, m)), 0.0),
+        };
+        let mask = Tensor::from(mask.into_shape_with_order((1, 1, m, m))?);
+        let outputs = self
+            .frame
+            .run(tvec![embedding.features.clone().into_tvalue(), mask.into_tvalue(), tensor1(&[has_mask]).into_tvalue()])
+            .context("running the mask decoder's per-frame part")?;
+        ensure!(outputs.len() == FRAME_OUTPUTS.len(), "the per-frame decoder returned {} outputs", outputs.len());
+        Ok(FrameTensors(outputs.into_iter().map(|t| t.into_arc_tensor()).collect()))
+    }
+
+    /// One run of the per-prompt part for prompts with equal point counts.
+    fn run_points(&self, frame: &FrameTensors, prompts: &[&Prompt], geometry: &Geometry) -> Result<Vec<LowResMasks>> {
+        let mut coords = Vec::new();
+        let mut labels = Vec::new();
+        for prompt in prompts {
+            let (c, l) = prompt.sparse_inputs(geometry);
+            coords.extend(c.into_iter().flatten());
+            labels.extend(l);
+        }
+        let (b, n) = (prompts.len(), labels.len() / prompts.len());
+        let mut inputs: TVec<TValue> = frame.0.iter().map(|t| t.clone().into_tvalue()).collect();
+        inputs.push(Tensor::from_shape(&[b, n, 2], &coords)?.into_tvalue());
+        inputs.push(Tensor::from_shape(&[b, n], &labels)?.into_tvalue());
+        let outputs = self.points.run(inputs).context("running the mask decoder")?;
+        let (ious, logits) = self.output_views(&outputs, b)?;
+        Ok(prompts
+            .iter()
+            .enumerate()
+            .map(|(i, prompt)| LowResMasks {
+                ious: std::array::from_fn(|t| ious[[i, t]]),
+                logits: logits.index_axis(Axis(0), i).to_owned(),
+                ambiguous: prompt.is_ambiguous(),
+            })
+            .collect())
+    }
+
+    /// `iou_predictions` `[b, TOKENS]` and `low_res_masks` `[b, TOKENS, m, m]`, checked.
+    fn output_views<'o>(
+        &self,
+        outputs: &'o [TValue],
+        b: usize,
+    ) -> Result<(ArrayView2<'o, f32>, ndarray::ArrayView4<'o, f32>)> {
+        let m = self.mask_side;
+        ensure!(outputs.len() == 2, "the mask decoder returned {} outputs, expected 2", outputs.len());
+        let ious = outputs[0].to_plain_array_view::<f32>()?;
+        let low_res = outputs[1].to_plain_array_view::<f32>()?;
+        ensure!(
+            ious.shape() == [b, TOKENS] && low_res.shape() == [b, TOKENS, m, m],
+            "the mask decoder returned shapes {:?} and {:?}, expected [{b}, {TOKENS}] and [{b}, {TOKENS}, {m}, {m}]",
+            ious.shape(),
+            low_res.shape()
+        );
+        Ok((ious.into_dimensionality()?, low_res.into_dimensionality()?))
+    }
+
+    /// The first step of [`MaskDecoder::decode`]: the single-prompt inputs
+    /// of `decoder.onnx` (`image_embeddings`, `point_coords`,
+    /// `point_labels`, `mask_input`, `has_mask_input`), which
+    /// [`MaskDecoder::run`] takes.
     ///
     /// # Errors
     /// The prompt is invalid for the embedding's image.
@@ -141,47 +335,53 @@ impl MaskDecoder {
         ])
     }
 
-    /// The second step of [`MaskDecoder::decode`]: the plan alone, returning
-    /// `iou_predictions` and `low_res_masks`.
+    /// The second step of [`MaskDecoder::decode`]: both parts of the
+    /// decoder on inputs from [`MaskDecoder::inputs`], returning
+    /// `iou_predictions` and `low_res_masks` as `decoder.onnx` does.
     ///
     /// # Errors
-    /// The model fails.
+    /// The inputs are not 5 tensors of `decoder.onnx`'s shapes, or the model fails.
     pub fn run(&self, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
-        self.plan.run(inputs).context("running the mask decoder")
+        ensure!(inputs.len() == 5, "the mask decoder takes 5 inputs, got {}", inputs.len());
+        let [embedding, coords, labels, mask_input, has_mask]: [TValue; 5] =
+            inputs.into_iter().collect::<Vec<_>>().try_into().expect("5 inputs");
+        let outputs = self
+            .frame
+            .run(tvec![embedding, mask_input, has_mask])
+            .context("running the mask decoder's per-frame part")?;
+        let mut inputs: TVec<TValue> = outputs;
+        inputs.extend([coords, labels]);
+        self.points.run(inputs).context("running the mask decoder")
     }
 
-    /// The last step of [`MaskDecoder::decode`]: upscales the plan's outputs
-    /// to masks at original resolution and picks the default one.
+    /// The last step of [`MaskDecoder::decode`]: upscales the outputs of
+    /// [`MaskDecoder::run`] to masks at original resolution and picks the default one.
     ///
     /// # Errors
     /// The outputs do not have the decoder's shapes.
     pub fn masks(&self, outputs: &[TValue], geometry: &Geometry, prompt: &Prompt) -> Result<Masks> {
-        let m = self.mask_side;
-        ensure!(outputs.len() == 2, "the mask decoder returned {} outputs, expected 2", outputs.len());
-        let ious = outputs[0].to_plain_array_view::<f32>()?;
-        let low_res = outputs[1].to_plain_array_view::<f32>()?;
-        ensure!(
-            ious.shape() == [1, TOKENS] && low_res.shape() == [1, TOKENS, m, m],
-            "the mask decoder returned shapes {:?} and {:?}, expected [1, {TOKENS}] and [1, {TOKENS}, {m}, {m}]",
-            ious.shape(),
-            low_res.shape()
-        );
-        let low_res: Array3<f32> =
-            low_res.index_axis(ndarray::Axis(0), 0).into_dimensionality::<Ix3>()?.to_owned();
-        let candidates = (0..TOKENS)
-            .map(|token| {
-                let logits: ArrayView2<f32> = low_res.index_axis(ndarray::Axis(0), token);
-                let up = upscale(logits, geometry);
-                Candidate {
-                    token,
-                    mask: up.mask,
-                    predicted_iou: ious[[0, token]],
-                    stability: up.stability,
-                    low_res: LowResMask(logits.to_owned()),
-                }
-            })
-            .collect::<Vec<_>>();
-        let chosen = if prompt.is_ambiguous() { best_by_iou(&candidates[1..]).token } else { 0 };
-        Ok(Masks { candidates, chosen })
+        let (ious, logits) = self.output_views(outputs, 1)?;
+        let logits: ArrayView3<f32> = logits.index_axis(Axis(0), 0).into_dimensionality::<Ix3>()?;
+        let low_res = LowResMasks {
+            ious: std::array::from_fn(|t| ious[[0, t]]),
+            logits: logits.to_owned(),
+            ambiguous: prompt.is_ambiguous(),
+        };
+        Ok(low_res.upscale(geometry))
     }
 }
+
+/// Most prompts in one run of the per-prompt plan. The plan takes any
+/// batch, but tract 0.23.9 on x86-64 ran a batch of 8 single-point prompts
+/// at 1.6x the cost per prompt of 8 lone runs (thread CPU time, see
+/// docs/PERFORMANCE.md): lone runs it is, until a measurement says otherwise.
+const MAX_BATCH: usize = 1;
+
+/// Number of sparse inputs of `prompt` (see `Prompt::sparse_inputs`): its
+/// points, then 2 box corners or 1 padding point.
+fn sparse_len(prompt: &Prompt) -> usize {
+    prompt.points.len() + if prompt.bbox.is_some() { 2 } else { 1 }
+}
+
+/// Outputs of the per-frame part, inputs of the per-prompt part.
+const FRAME_OUTPUTS: [&str; 4] = ["keys", "t2i_keys", "t2i_values", "i2t_queries"];

@@ -1,5 +1,7 @@
 //! The image encoder: one heavy pass per frame, producing an embedding.
 
+use std::sync::OnceLock;
+
 use anyhow::{ensure, Context, Result};
 use image::RgbImage;
 use tract_onnx::prelude::*;
@@ -14,7 +16,14 @@ use super::session::{self, Plan};
 pub struct Embedding {
     pub(crate) features: Arc<Tensor>,
     pub geometry: Geometry,
+    /// The mask decoder's per-frame part, computed by the first decode (or
+    /// `MaskDecoder::prepare`) and shared by clones.
+    pub(crate) frame: Arc<OnceLock<FrameTensors>>,
 }
+
+/// The mask decoder's per-frame tensors for one embedding.
+#[derive(Debug)]
+pub(crate) struct FrameTensors(pub(crate) Vec<Arc<Tensor>>);
 
 impl Embedding {
     /// The encoder output, `[1, C, H, W]`.
@@ -88,6 +97,6 @@ impl ImageEncoder {
             features.shape(),
             self.embedding_shape
         );
-        Ok(Embedding { features, geometry })
+        Ok(Embedding { features, geometry, frame: Arc::default() })
     }
 }

@@ -52,7 +52,12 @@ pub struct ModelFile {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Variant {
     pub encoder: ModelFile,
+    /// The whole prompt encoder + mask decoder in one file (for other runtimes).
     pub decoder: ModelFile,
+    /// The decoder's per-frame part (see `models/split_decoder.py`).
+    pub decoder_frame: ModelFile,
+    /// The decoder's per-prompt part.
+    pub decoder_points: ModelFile,
     #[serde(default)]
     pub description: String,
 }
@@ -76,7 +81,7 @@ pub struct Manifest {
 }
 
 /// The manifest format this runtime reads.
-const SUPPORTED_FORMAT: u32 = 1;
+const SUPPORTED_FORMAT: u32 = 2;
 
 impl Manifest {
     /// Reads `dir/manifest.json`.
@@ -102,9 +107,11 @@ impl Manifest {
             .with_context(|| format!("parsing model manifest {}", path.display()))?;
         ensure!(
             manifest.format == SUPPORTED_FORMAT,
-            "model manifest {} has format {}, this maskd reads format {SUPPORTED_FORMAT}",
+            "model manifest {} has format {}, this maskd reads format {SUPPORTED_FORMAT}: \
+             re-export it with `models/export.sh {}`",
             path.display(),
-            manifest.format
+            manifest.format,
+            dir.display()
         );
         ensure!(
             manifest.image_size > 0 && manifest.mask_input_size > 0,
@@ -181,11 +188,13 @@ mod tests {
         dir
     }
 
-    const MINIMAL: &str = r#"{"format": 1, "model": "tiny", "image_size": 1024,
+    const MINIMAL: &str = r#"{"format": 2, "model": "tiny", "image_size": 1024,
         "mask_input_size": 256, "embedding_shape": [256, 64, 64],
         "pixel_mean": [1, 2, 3], "pixel_std": [4, 5, 6],
         "variants": {"f32": {"encoder": {"file": "e.onnx", "sha256": "x", "bytes": 3},
-                             "decoder": {"file": "d.onnx", "sha256": "y", "bytes": 4}}}}"#;
+                             "decoder": {"file": "d.onnx", "sha256": "y", "bytes": 4},
+                             "decoder_frame": {"file": "f.onnx", "sha256": "z", "bytes": 5},
+                             "decoder_points": {"file": "p.onnx", "sha256": "w", "bytes": 6}}}}"#;
 
     #[test]
     fn missing_manifest_names_path_and_export_command() {
@@ -222,7 +231,7 @@ mod tests {
     #[test]
     fn unsupported_format_is_rejected() {
         let dir = temp_dir("format");
-        write_manifest(&dir, &MINIMAL.replace("\"format\": 1", "\"format\": 7"));
+        write_manifest(&dir, &MINIMAL.replace("\"format\": 2", "\"format\": 7"));
         let err = format!("{:#}", Manifest::load(&dir).unwrap_err());
         assert!(err.contains("format 7"), "{err}");
     }

@@ -20,7 +20,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use image::RgbImage;
 
-pub use decoder::{Candidate, MaskDecoder, Masks, TOKENS};
+pub use decoder::{Candidate, LowResMasks, MaskDecoder, Masks, TOKENS};
 pub use distance::squared_distance_to_outside;
 pub use encoder::{Embedding, ImageEncoder};
 pub use manifest::{Manifest, ModelFile, Precision, Variant, MANIFEST_FILE};
@@ -28,6 +28,7 @@ pub use mask::{Mask, PixelBox, Rle};
 pub use postprocess::{MASK_THRESHOLD, STABILITY_OFFSET};
 pub use preprocess::{Geometry, Size};
 pub use prompt::{BoxPrompt, LowResMask, Point, PointLabel, Prompt, PromptError};
+pub use session::set_threads;
 
 /// A SAM-family model: an image encoder and a mask decoder from one manifest.
 #[derive(Debug, Clone)]
@@ -48,21 +49,29 @@ impl Sam {
         let manifest = Manifest::load(dir)?;
         let variant = manifest.variant(precision)?;
         let encoder_path = manifest.file_path(&variant.encoder)?;
-        let decoder_path = manifest.file_path(&variant.decoder)?;
         let encoder = ImageEncoder::load(&manifest, &encoder_path)
             .with_context(|| format!("model {} ({precision})", manifest.model))?;
-        let decoder = MaskDecoder::load(&manifest, &decoder_path)
+        let decoder = MaskDecoder::load(&manifest, variant)
             .with_context(|| format!("model {} ({precision})", manifest.model))?;
         Ok(Sam { encoder, decoder, manifest, precision })
     }
 
-    /// Encodes an image (the heavy, once-per-frame step).
+    /// Encodes an image (the heavy, once-per-frame step), including the
+    /// mask decoder's per-frame part, so that decoding pays only per prompt.
     pub fn embed(&self, image: &RgbImage) -> Result<Embedding> {
-        self.encoder.embed(image)
+        let embedding = self.encoder.embed(image)?;
+        self.decoder.prepare(&embedding)?;
+        Ok(embedding)
     }
 
     /// Decodes a prompt against an embedding (the light, per-prompt step).
     pub fn decode(&self, embedding: &Embedding, prompt: &Prompt) -> Result<Masks> {
         self.decoder.decode(embedding, prompt)
+    }
+
+    /// Decodes several prompts against an embedding, batching those the
+    /// model can run together (see [`MaskDecoder::decode_batch`]).
+    pub fn decode_batch(&self, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<Masks>> {
+        self.decoder.decode_batch(embedding, prompts)
     }
 }

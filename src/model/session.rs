@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
+use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
 use tract_onnx::prelude::*;
 
 /// An optimized, shareable execution plan.
@@ -40,4 +41,17 @@ pub fn load(
 /// A float32 input of a fixed shape.
 pub fn f32_input(shape: &[usize]) -> Option<InferenceFact> {
     Some(InferenceFact::dt_shape(f32::datum_type(), shape.iter().copied()))
+}
+
+/// Sets how many threads every model run uses, process-wide (tract's
+/// default executor); 1, the default, runs inline on the calling thread.
+/// Call it before the first run: plans in flight keep their executor.
+///
+/// # Errors
+/// `threads` is 0.
+pub fn set_threads(threads: usize) -> Result<()> {
+    ensure!(threads > 0, "the thread count must be at least 1");
+    // A one-thread pool would still pay rayon's dispatch: run inline instead.
+    set_default_executor(if threads == 1 { Executor::SingleThread } else { Executor::multithread(threads) });
+    Ok(())
 }

@@ -4,10 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{ensure, Context, Result};
-use maskd::model::{Precision, Sam, Size};
+use anyhow::{Context, Result};
+use maskd::model::{set_threads, Precision, Sam, Size};
 use serde::{Deserialize, Serialize};
-use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
 use tract_onnx::prelude::Tensor;
 
 use super::npy;
@@ -50,6 +49,16 @@ pub struct Samples {
     pub encoder_ms: Vec<f64>,
     /// The decoder model, per prompt.
     pub decoder_ms: Vec<f64>,
+    /// The decoder's per-frame part, run once per embedding (maskd only).
+    #[serde(default)]
+    pub decoder_frame_ms: Vec<f64>,
+    /// The decoder on all of an image's prompts in one `decode_batch`
+    /// call, per prompt (maskd only).
+    #[serde(default)]
+    pub decoder_batch_ms: Vec<f64>,
+    /// Upscaling only the chosen mask (maskd only).
+    #[serde(default)]
+    pub upscale_chosen_ms: Vec<f64>,
     /// Upscaling the 4 masks to the image and scoring them (maskd only).
     #[serde(default)]
     pub postprocess_ms: Vec<f64>,
@@ -65,10 +74,8 @@ pub struct Samples {
 /// # Errors
 /// An image or the model cannot be loaded, or a dump cannot be written.
 pub fn run(job: &Job) -> Result<Samples> {
-    ensure!(job.threads > 0, "the thread count must be at least 1");
     let base_rss_kb = memory_kb("VmRSS");
-    // A one-thread pool would still pay rayon's dispatch: run inline instead.
-    set_default_executor(if job.threads == 1 { Executor::SingleThread } else { Executor::multithread(job.threads) });
+    set_threads(job.threads)?;
 
     let started = Instant::now();
     let sam = Sam::load(&job.model, job.precision)?;
@@ -90,9 +97,13 @@ pub fn run(job: &Job) -> Result<Samples> {
             let started = Instant::now();
             let encoded =
                 sam.encoder.embed_input(input, geometry).with_context(|| format!("encoding {}", path.display()))?;
+            let encoder_ms = ms(started);
+            let started = Instant::now();
+            sam.decoder.prepare(&encoded)?;
             if frame >= warmup {
                 samples.preprocess_ms.push(preprocess_ms);
-                samples.encoder_ms.push(ms(started));
+                samples.encoder_ms.push(encoder_ms);
+                samples.decoder_frame_ms.push(ms(started));
             }
             embedding = Some(encoded);
         }
@@ -114,15 +125,22 @@ pub fn run(job: &Job) -> Result<Samples> {
                 }
             }
             let started = Instant::now();
-            let outputs = sam.decoder.run(inputs)?;
+            let low_res = sam.decoder.low_res_batch(&embedding, std::slice::from_ref(prompt))?.remove(0);
             let decoder_ms = ms(started);
             let started = Instant::now();
-            std::hint::black_box(sam.decoder.masks(&outputs, &embedding.geometry, prompt)?);
+            std::hint::black_box(low_res.upscale(&embedding.geometry));
+            let postprocess_ms = ms(started);
+            let started = Instant::now();
+            std::hint::black_box(low_res.candidate(low_res.chosen_token(), &embedding.geometry));
             if j >= warmup {
                 samples.decoder_ms.push(decoder_ms);
-                samples.postprocess_ms.push(ms(started));
+                samples.postprocess_ms.push(postprocess_ms);
+                samples.upscale_chosen_ms.push(ms(started));
             }
         }
+        let started = Instant::now();
+        std::hint::black_box(sam.decoder.low_res_batch(&embedding, &prompts)?);
+        samples.decoder_batch_ms.push(ms(started) / prompts.len() as f64);
     }
     samples.peak_rss_kb = memory_kb("VmHWM");
     Ok(samples)
