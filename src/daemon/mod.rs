@@ -26,11 +26,10 @@ use crossbeam_channel::{bounded, select, tick};
 use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
 
 use crate::camera::{Camera, FileSource, FrameSource, PatternSource};
 use crate::display::{run_live, Framebuffer, Letterbox, LiveSettings, PngSnapshot, Screen};
-use crate::model::Sam;
+use crate::model::{set_threads, Sam};
 use crate::pipeline::{CaptureSettings, Pipeline, PipelineSettings};
 use crate::serial::ServerSettings;
 use crate::touch::{run_taps, EvdevTouch};
@@ -51,10 +50,7 @@ pub enum Exit {
 /// The model, frame source, line or display cannot be set up.
 pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
     let service = Service::detect();
-    set_default_executor(match config.model.threads {
-        1 => Executor::SingleThread,
-        n => Executor::multithread(n),
-    });
+    set_threads(config.model.threads)?;
     let sam = Sam::load(&config.model.dir, config.model.precision)?;
     info!("model {} ({}) loaded from {}", sam.manifest.model, sam.precision, config.model.dir.display());
     let model_name = sam.manifest.model.clone();
