@@ -46,16 +46,23 @@ fn answer(shared: &Shared, job: &Job) -> Result<Arc<Answer>, Rejection> {
         .map_err(|e| Rejection::InvalidPrompt(e.to_string()))?;
     let start = Instant::now();
     let frame_age = start.saturating_duration_since(frame.captured);
-    let masks = shared.sam.decode(&embedded.embedding, &job.prompt).map_err(|e| {
-        error!("decoding a prompt on frame {}: {e:#}", frame.id);
-        Rejection::Internal(format!("{e:#}"))
-    })?;
+    let low_res = shared
+        .sam
+        .decoder
+        .low_res_batch(&embedded.embedding, std::slice::from_ref(&job.prompt))
+        .map_err(|e| {
+            error!("decoding a prompt on frame {}: {e:#}", frame.id);
+            Rejection::Internal(format!("{e:#}"))
+        })?;
+    // Only the mask SAM's rule picks is upscaled: the others are never sent.
+    let low_res = &low_res[0];
+    let mask = low_res.candidate(low_res.chosen_token(), &embedded.embedding.geometry);
     let decode = start.elapsed();
     debug!("frame {}: decoded in {decode:?}, frame age {frame_age:?}", frame.id);
     Ok(Arc::new(Answer {
         frame: frame.clone(),
         prompt: job.prompt.clone(),
-        mask: masks.chosen().clone(),
+        mask,
         frame_age,
         decode,
         decoded_at: Instant::now(),
