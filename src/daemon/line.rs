@@ -61,8 +61,16 @@ impl Drop for Pty {
     }
 }
 
-/// Serves the line until `stop`, reopening a device that fails.
-pub fn run_line(config: &SerialConfig, pty: Option<&Pty>, pipeline: &Arc<Pipeline>, settings: &ServerSettings, stop: &AtomicBool) {
+/// Serves the line until `stop`, reopening a device that fails. Sets
+/// `reading_done` once no more requests will be queued.
+pub fn run_line(
+    config: &SerialConfig,
+    pty: Option<&Pty>,
+    pipeline: &Arc<Pipeline>,
+    settings: &ServerSettings,
+    stop: &AtomicBool,
+    reading_done: &AtomicBool,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut reported = false;
     while !stop.load(Ordering::Relaxed) {
@@ -78,7 +86,7 @@ pub fn run_line(config: &SerialConfig, pty: Option<&Pty>, pipeline: &Arc<Pipelin
             reported = false;
             backoff = BACKOFF_MIN;
             let started = Instant::now();
-            let result = serve(port, writer, pipeline, settings, stop);
+            let result = serve(port, writer, pipeline, settings, stop, reading_done);
             // A line that served for a while and then failed is retried at once.
             if started.elapsed() > BACKOFF_MAX {
                 backoff = BACKOFF_MIN;
@@ -86,7 +94,7 @@ pub fn run_line(config: &SerialConfig, pty: Option<&Pty>, pipeline: &Arc<Pipelin
             result
         });
         match served {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(e) => {
                 if !reported {
                     warn!("serial: {e:#}; retrying");
@@ -100,4 +108,5 @@ pub fn run_line(config: &SerialConfig, pty: Option<&Pty>, pipeline: &Arc<Pipelin
             }
         }
     }
+    reading_done.store(true, Ordering::SeqCst);
 }

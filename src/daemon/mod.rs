@@ -19,7 +19,7 @@ pub use stdin::{parse_line, run_prompts};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, select, tick};
@@ -31,7 +31,7 @@ use crate::camera::{Camera, FileSource, FrameSource, PatternSource};
 use crate::display::{run_live, Framebuffer, Letterbox, LiveSettings, PngSnapshot, Screen};
 use crate::model::{set_threads, Sam};
 use crate::pipeline::{CaptureSettings, Pipeline, PipelineSettings};
-use crate::serial::ServerSettings;
+use crate::serial::{ServerSettings, DRAIN_READ};
 use crate::touch::{run_taps, EvdevTouch};
 
 /// How the daemon ended.
@@ -65,6 +65,8 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
     )?);
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     let stop = AtomicBool::new(false);
+    // Without a line there is nothing to read before draining.
+    let reading_done = AtomicBool::new(config.serial.is_none());
     let pty = match &config.serial {
         Some(serial) if serial.device == "pty" => {
             let pty = Pty::open(serial.pty_link.as_deref())?;
@@ -84,10 +86,10 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
                 max_points: serial.max_points,
                 heartbeat: Duration::from_millis(u64::from(serial.heartbeat_ms)),
             };
-            let (pipeline, stop, pty) = (&pipeline, &stop, pty.as_ref());
+            let (pipeline, stop, pty, reading_done) = (&pipeline, &stop, pty.as_ref(), &reading_done);
             std::thread::Builder::new()
                 .name("serial".into())
-                .spawn_scoped(scope, move || line::run_line(serial, pty, pipeline, &settings, stop))?;
+                .spawn_scoped(scope, move || line::run_line(serial, pty, pipeline, &settings, stop, reading_done))?;
         }
         if let Some(screen) = screen.as_mut() {
             let live = LiveSettings { hold: Duration::from_millis(u64::from(config.overlay.hold_ms)) };
@@ -121,6 +123,11 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
         service.stopping();
         info!("stopping: answering the prompts in flight");
         stop.store(true, Ordering::SeqCst);
+        // Requests already on the line are read and queued first, then drained.
+        let until = Instant::now() + DRAIN_READ * 2;
+        while !reading_done.load(Ordering::SeqCst) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         pipeline.shutdown();
         Ok(exit)
     })?;

@@ -17,4 +17,4 @@ pub use geometry::{shape, Shape, TooLarge, WireMask};
 pub use link::{Link, LinkError};
 pub use message::*;
 pub use port::{open_port, READ_TIMEOUT};
-pub use server::{serve, ServerSettings, ANSWERS_KEPT};
+pub use server::{serve, ServerSettings, ANSWERS_KEPT, DRAIN_READ};

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::num::NonZeroU8;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{never, select, unbounded, Receiver, Sender};
@@ -26,6 +26,8 @@ use crate::pipeline::{self, Answer, Job, Pipeline, Rejection, Reply};
 
 /// Answers remembered for duplicate requests (docs/PROTOCOL.md, section 6).
 pub const ANSWERS_KEPT: usize = 16;
+/// How long the reader goes on reading requests that arrived before a stop.
+pub const DRAIN_READ: Duration = Duration::from_secs(1);
 /// Largest mask downscale factor a request may ask for.
 const MAX_DOWNSCALE: u8 = 64;
 
@@ -42,22 +44,33 @@ pub struct ServerSettings {
 ///
 /// `reader` and `writer` are two handles on the same port (see
 /// `SerialPort::try_clone`); reads must time out regularly so that `stop`
-/// is noticed. Requests already queued when `stop` is set are answered by
-/// the pipeline's drain; this returns once their answers are written.
+/// is noticed. After `stop`, requests that already arrived are still read
+/// and queued (for at most [`DRAIN_READ`]), then `reading_done` is set: the
+/// caller may then shut the pipeline down, whose drain answers them; this
+/// returns once those answers are written.
 ///
 /// # Errors
 /// The line failed (device unplugged, closed): reopen it and serve again.
-pub fn serve<R, W>(reader: R, writer: W, pipeline: &Arc<Pipeline>, settings: &ServerSettings, stop: &AtomicBool) -> Result<()>
+pub fn serve<R, W>(
+    reader: R,
+    writer: W,
+    pipeline: &Arc<Pipeline>,
+    settings: &ServerSettings,
+    stop: &AtomicBool,
+    reading_done: &AtomicBool,
+) -> Result<()>
 where
     R: Read + Write + Send,
     W: Read + Write + Send,
 {
+    reading_done.store(false, Ordering::SeqCst);
     let state = Mutex::new(State::default());
     let (outgoing, to_write) = unbounded::<(u32, Vec<Message>)>();
     let (replies, answered) = unbounded::<Reply>();
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_loop(Link::new(writer), &to_write, &answered, pipeline, settings, &state));
         let read = read_loop(Link::new(reader), &outgoing, &replies, pipeline, settings, &state, stop);
+        reading_done.store(true, Ordering::SeqCst);
         drop(outgoing);
         drop(replies);
         let write = writer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the serial writer panicked")));
@@ -141,7 +154,14 @@ fn read_loop<R: Read + Write>(
     stop: &AtomicBool,
 ) -> Result<()> {
     let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
-    while !stop.load(Ordering::Relaxed) {
+    let mut stopping_since = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > DRAIN_READ {
+                break;
+            }
+        }
         let received = link.recv();
         lock().drops = link.drops();
         let frame = match received {
@@ -153,7 +173,13 @@ fn read_loop<R: Read + Write>(
                 }
                 continue;
             }
-            Err(LinkError::Io(e)) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => continue,
+            Err(LinkError::Io(e)) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                // Quiet line: after a stop, everything that arrived has been read.
+                if stopping_since.is_some() {
+                    break;
+                }
+                continue;
+            }
             Err(e) => return Err(e).context("reading the serial line"),
         };
         let id = frame.request_id;
