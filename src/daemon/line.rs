@@ -14,6 +14,8 @@ use super::config::SerialConfig;
 use crate::pipeline::Pipeline;
 use crate::serial::{open_port, serve, ServerSettings, READ_TIMEOUT};
 
+/// Longer than the read timeout of a typical client (maskd_client.py: 0.1 s).
+const CLIENT_READ_TIMEOUT: Duration = Duration::from_millis(300);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
 
@@ -43,13 +45,15 @@ impl Pty {
     }
 
     /// Waits up to `within` for the client to read what was written: closing
-    /// the master hangs the terminal up and discards unread bytes, which
-    /// would lose the last answers of a drain.
+    /// the master hangs the terminal up, which discards unread bytes and
+    /// fails a read call still collecting them (pyserial reads until its
+    /// timeout), losing the last answers of a drain.
     pub fn wait_until_read(&self, within: Duration) {
         let until = Instant::now() + within;
         while self.slave.bytes_to_read().is_ok_and(|n| n > 0) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
+        std::thread::sleep(CLIENT_READ_TIMEOUT.min(until.saturating_duration_since(Instant::now())));
     }
 }
 

@@ -59,7 +59,9 @@ class Session:
         partial: dict[int, list[mc.Frame]] = {}
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            for item in self.client.decoder.feed(self.client.port.read(4096) or b""):
+            port = self.client.port
+            # Take what is there rather than block for a full buffer.
+            for item in self.client.decoder.feed(port.read(max(1, port.in_waiting)) or b""):
                 if isinstance(item, mc.FrameError):
                     continue
                 if item.request_id == 0:
