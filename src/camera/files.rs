@@ -1,12 +1,12 @@
 //! Image files as a camera: for demos, tests and boards without a camera.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use image::RgbImage;
 use serde::Deserialize;
 
+use super::pace::{check_fps, Pace};
 use super::{CaptureError, FrameSource};
 
 /// `[source]` settings of `kind = "files"`.
@@ -36,12 +36,7 @@ impl FileSettings {
     /// A key holds an unusable value; the message names it.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.paths.is_empty(), "source.paths must list at least one file or folder");
-        anyhow::ensure!(
-            self.fps.is_finite() && self.fps > 0.0 && self.fps <= 120.0,
-            "source.fps must be in (0, 120], got {}",
-            self.fps
-        );
-        Ok(())
+        check_fps(self.fps)
     }
 }
 
@@ -51,12 +46,13 @@ pub struct FileSource {
     settings: FileSettings,
     files: Vec<PathBuf>,
     next: usize,
-    due: Instant,
+    pace: Pace,
 }
 
 impl FileSource {
     pub fn new(settings: FileSettings) -> FileSource {
-        FileSource { settings, files: Vec::new(), next: 0, due: Instant::now() }
+        let pace = Pace::new(settings.fps);
+        FileSource { settings, files: Vec::new(), next: 0, pace }
     }
 
     /// The image files of all configured paths; none is a source that is down.
@@ -71,9 +67,6 @@ impl FileSource {
         Ok(files)
     }
 
-    fn interval(&self) -> Duration {
-        Duration::from_secs_f32(1.0 / self.settings.fps)
-    }
 }
 
 impl FrameSource for FileSource {
@@ -82,7 +75,7 @@ impl FrameSource for FileSource {
     fn open(&mut self) -> Result<(), CaptureError> {
         self.files = self.list()?;
         self.next = 0;
-        self.due = Instant::now();
+        self.pace.restart();
         Ok(())
     }
 
@@ -95,8 +88,7 @@ impl FrameSource for FileSource {
             self.files = self.list()?;
             self.next = 0;
         }
-        std::thread::sleep(self.due.saturating_duration_since(Instant::now()));
-        self.due = self.due.max(Instant::now() - self.interval()) + self.interval();
+        self.pace.wait();
         let path = &self.files[self.next];
         self.next += 1;
         if !path.exists() {

@@ -2,6 +2,7 @@
 //! behind [`FrameSource`] so that the pipeline and the tests see one shape.
 
 mod files;
+mod pace;
 mod pattern;
 mod v4l;
 

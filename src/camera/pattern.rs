@@ -1,11 +1,10 @@
 //! A synthetic camera: shapes moving over a gradient, for boards and demos
 //! without a camera or images.
 
-use std::time::{Duration, Instant};
-
 use image::{Rgb, RgbImage};
 use serde::Deserialize;
 
+use super::pace::{check_fps, Pace};
 use super::{CaptureError, FrameSource};
 
 /// `[source]` settings of `kind = "pattern"`.
@@ -42,12 +41,7 @@ impl PatternSettings {
             self.width,
             self.height
         );
-        anyhow::ensure!(
-            self.fps.is_finite() && self.fps > 0.0 && self.fps <= 120.0,
-            "source.fps must be in (0, 120], got {}",
-            self.fps
-        );
-        Ok(())
+        check_fps(self.fps)
     }
 }
 
@@ -56,25 +50,24 @@ impl PatternSettings {
 pub struct PatternSource {
     settings: PatternSettings,
     n: u32,
-    due: Instant,
+    pace: Pace,
 }
 
 impl PatternSource {
     pub fn new(settings: PatternSettings) -> PatternSource {
-        PatternSource { settings, n: 0, due: Instant::now() }
+        let pace = Pace::new(settings.fps);
+        PatternSource { settings, n: 0, pace }
     }
 }
 
 impl FrameSource for PatternSource {
     fn open(&mut self) -> Result<(), CaptureError> {
-        self.due = Instant::now();
+        self.pace.restart();
         Ok(())
     }
 
     fn next_frame(&mut self) -> Result<RgbImage, CaptureError> {
-        let interval = Duration::from_secs_f32(1.0 / self.settings.fps);
-        std::thread::sleep(self.due.saturating_duration_since(Instant::now()));
-        self.due = self.due.max(Instant::now() - interval) + interval;
+        self.pace.wait();
         let frame = pattern(self.settings.width, self.settings.height, self.n);
         self.n = self.n.wrapping_add(1);
         Ok(frame)
