@@ -20,15 +20,35 @@ struct Tolerance {
     max_score_diff: Option<f32>,
 }
 
-/// Decodes every golden case and checks each reference output against its
-/// token's mask; returns the mask IoUs.
+/// The golden cases to run: all, or with `MASKD_PARITY_IMAGES=chelsea,...`
+/// those of the named images (emulated runs, where each encoder pass takes
+/// minutes). Never empty.
+fn selected_cases() -> Vec<Case> {
+    let Ok(images) = std::env::var("MASKD_PARITY_IMAGES") else {
+        return cases();
+    };
+    let wanted: Vec<&str> = images.split(',').map(str::trim).collect();
+    let selected: Vec<Case> = cases()
+        .into_iter()
+        .filter(|case| {
+            let stem = std::path::Path::new(&case.image).file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            wanted.contains(&stem)
+        })
+        .collect();
+    assert!(!selected.is_empty(), "MASKD_PARITY_IMAGES={images} selects no golden case");
+    println!("MASKD_PARITY_IMAGES={images}: {} golden cases", selected.len());
+    selected
+}
+
+/// Decodes every selected golden case and checks each reference output
+/// against its token's mask; returns the mask IoUs.
 fn check_parity(precision: Precision, tolerance: Tolerance) -> Vec<f64> {
     let sam = Sam::load(model_dir(), precision).unwrap_or_else(|e| panic!("{e:#}"));
     let mut embeddings: HashMap<String, Embedding> = HashMap::new();
     let mut results: HashMap<String, Masks> = HashMap::new();
     let mut ious = Vec::new();
     let mut failures = Vec::new();
-    for case in cases() {
+    for case in selected_cases() {
         let embedding = embeddings.entry(case.image.clone()).or_insert_with(|| {
             let image = image::open(case.image_path()).unwrap().to_rgb8();
             assert_eq!([image.height(), image.width()], case.size, "{}: image size", case.name);
