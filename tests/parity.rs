@@ -103,7 +103,9 @@ fn prompt_with_mask_input(case: &Case, results: &HashMap<String, Masks>) -> mask
 #[test]
 fn f32_model_matches_pytorch_on_every_golden_prompt() {
     let ious = check_parity(Precision::F32, Tolerance { min_mask_iou: F32_MIN_MASK_IOU, max_score_diff: Some(F32_MAX_SCORE_DIFF) });
-    assert!(ious.len() >= 10, "the goldens should cover at least 10 masks");
+    // All goldens cover 18 masks; one photo's (MASKD_PARITY_IMAGES) fewer.
+    let expected = if std::env::var_os("MASKD_PARITY_IMAGES").is_some() { 1 } else { 10 };
+    assert!(ious.len() >= expected, "the goldens should cover at least {expected} masks, got {}", ious.len());
 }
 
 #[test]
