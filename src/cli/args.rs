@@ -1,11 +1,11 @@
 //! Argument types shared by subcommands: prompt values and image loading.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{ensure, Context, Result};
 use image::RgbImage;
-use maskd::model::{BoxPrompt, Point, PointLabel};
+use maskd::model::{BoxPrompt, Point, PointLabel, Precision, Sam};
 
 /// `X,Y[,LABEL]`: a click in image pixels; LABEL 1 = object (default), 0 = background.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,5 +113,22 @@ mod tests {
         let missing = dir.join("maskd-no-such-image.png");
         let err = format!("{:#}", load_rgb(&missing).unwrap_err());
         assert!(err.contains("opening image") && err.contains("maskd-no-such-image.png"), "{err}");
+    }
+}
+
+/// Which model a command loads: `--model DIR` and `--quantized`.
+#[derive(Debug, clap::Args)]
+pub struct ModelArgs {
+    /// Use the quantized (int8) model.
+    #[arg(long)]
+    quantized: bool,
+    /// Model directory (holding manifest.json).
+    #[arg(long = "model", env = "MASKD_MODEL", default_value = "models/mobile_sam")]
+    dir: PathBuf,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<Sam> {
+        Sam::load(&self.dir, if self.quantized { Precision::Int8 } else { Precision::F32 })
     }
 }

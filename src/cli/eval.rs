@@ -8,9 +8,9 @@ use anyhow::{ensure, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use maskd::eval::{self, Dataset, Format, Report, SampleResult, Summary};
-use maskd::model::{Precision, Sam};
+use maskd::model::Sam;
 
-use super::args::load_rgb;
+use super::args::{load_rgb, ModelArgs};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -20,18 +20,14 @@ pub struct EvalArgs {
     /// Mask encoding; auto goes by the folder name, then palette PNG masks mean DAVIS.
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     format: FormatArg,
-    /// Use the quantized (int8) model.
-    #[arg(long)]
-    quantized: bool,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Clicks per image at most.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     max_clicks: u16,
     /// Where to write <dataset>.<precision>.csv (per image) and .json (summary).
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Model directory (holding manifest.json).
-    #[arg(long, env = "MASKD_MODEL", default_value = "models/mobile_sam")]
-    model: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,8 +58,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         .iter()
         .map(|dir| Dataset::open(dir, args.format.format()).with_context(|| format!("dataset {}", dir.display())))
         .collect::<Result<Vec<_>>>()?;
-    let precision = if args.quantized { Precision::Int8 } else { Precision::F32 };
-    let sam = Sam::load(&args.model, precision)?;
+    let sam = args.model.load()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     for dataset in &datasets {

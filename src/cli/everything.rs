@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskd::everything::{self, Progress, ProposedMask, SamRecord, Settings};
-use maskd::model::{Mask, Precision, Sam};
+use maskd::model::Mask;
 
-use super::args::load_rgb;
+use super::args::{load_rgb, ModelArgs};
 
 #[derive(Debug, Args)]
 pub struct EverythingArgs {
@@ -37,12 +37,8 @@ pub struct EverythingArgs {
     /// Crop layers after the whole image: 1 adds 4 overlapping crops, each embedded on its own.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     crop_layers: u8,
-    /// Use the quantized (int8) model.
-    #[arg(long)]
-    quantized: bool,
-    /// Model directory (holding manifest.json).
-    #[arg(long, env = "MASKD_MODEL", default_value = "models/mobile_sam")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Where to write the overlay: every mask tinted in its own colour.
     #[arg(long)]
     out: PathBuf,
@@ -74,8 +70,7 @@ pub fn run(args: &EverythingArgs) -> Result<()> {
     settings.validate()?;
     let image = load_rgb(&args.image)?;
     let started = Instant::now();
-    let precision = if args.quantized { Precision::Int8 } else { Precision::F32 };
-    let sam = Sam::load(&args.model, precision)?;
+    let sam = args.model.load()?;
     let load_s = started.elapsed().as_secs_f64();
 
     let started = Instant::now();

@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use maskd::display::{Canvas, Overlay};
-use maskd::model::{Candidate, Masks, Precision, Prompt, Sam};
+use maskd::model::{Candidate, Masks, Prompt, Sam};
 use serde_json::json;
 
-use super::args::{load_rgb, BoxArg, PointArg};
+use super::args::{load_rgb, BoxArg, ModelArgs, PointArg};
 
 #[derive(Debug, Args)]
 pub struct SegmentArgs {
@@ -25,12 +25,8 @@ pub struct SegmentArgs {
     /// Pick the best of the 3 multimask candidates even when the prompt is unambiguous.
     #[arg(long)]
     multimask: bool,
-    /// Use the quantized (int8) model.
-    #[arg(long)]
-    quantized: bool,
-    /// Model directory (holding manifest.json).
-    #[arg(long, env = "MASKD_MODEL", default_value = "models/mobile_sam")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Where to write the overlay (mask tinted over the image, prompts marked).
     #[arg(long)]
     out: PathBuf,
@@ -53,9 +49,8 @@ pub fn run(args: &SegmentArgs) -> Result<()> {
     // Fail on a bad prompt before spending seconds on the model.
     prompt.validate(size).with_context(|| format!("prompt for {}", args.image.display()))?;
 
-    let precision = if args.quantized { Precision::Int8 } else { Precision::F32 };
     let started = Instant::now();
-    let sam = Sam::load(&args.model, precision)?;
+    let sam = args.model.load()?;
     let load_ms = ms(started);
 
     let started = Instant::now();
