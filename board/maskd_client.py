@@ -5,12 +5,14 @@ As a CLI:
     python board/maskd_client.py --port /dev/ttyUSB0 hello
     python board/maskd_client.py --port /dev/ttyUSB0 segment 120,80 --bg 40,40 --rle --downscale 4 --ascii
     python board/maskd_client.py --port /dev/ttyUSB0 status
+    python board/maskd_client.py --port /dev/ttyUSB0 --timeout 120 everything --points-per-side 16 --max-objects 20
     python board/maskd_client.py transcode frames.bin out.bin   # decode a byte stream, re-encode it
 
 As a module:
     from maskd_client import Client, Point, Label
     with Client.open("/dev/ttyUSB0") as client:
         result, mask = client.segment([Point(120, 80, Label.FOREGROUND)], rle=True)
+        head, objects = client.everything(points_per_side=16, timeout=120)
 
 Needs Python 3.11; pyserial only for talking to a port.
 """
@@ -45,6 +47,8 @@ SCHEMA = "\n".join([
     "MaskChunk=0x12{index:u16,count:u16,runs:seq<u32>}",
     "GetStatus=0x20{}",
     "Status=0x21{uptime_ms:u32,fps:f32,encoder_ms:f32,camera:CameraState,queue_depth:u8,frames_superseded:u32,capture_errors:u32,busy_rejections:u32,link_drops:LinkDrops}",
+    "EverythingRequest=0x30{frame:FrameSelector,points_per_side:u8,max_objects:u16,output:Output}",
+    "Objects=0x31{frame_id:u32,frame_age_ms:u32,elapsed_ms:u32,prompts:u16,found:u16,objects:u16}",
     "Error=0x7f{code:ErrorCode,message:str}",
     "Point{x:u16,y:u16,label:Label}",
     "Label[Background,Foreground]",
@@ -312,21 +316,29 @@ class SegmentRequest:
         else:
             w.u8(1)
             self.box.write(w)
-        if self.frame_id is None:
-            w.varint(0)
-        else:
-            w.varint(1), w.u32(self.frame_id)
+        write_frame_selector(w, self.frame_id)
         w.varint(int(self.mask)), w.u8(self.downscale)
 
     @classmethod
     def read(cls, r: Reader) -> "SegmentRequest":
         points = [Point(r.u16(), r.u16(), r.enum(Label)) for _ in range(r.u32())]
         box = Box.read(r) if r.option() else None
-        selector = r.u32()
-        if selector > 1:
-            raise FrameError("body", f"FrameSelector index {selector}")
-        frame_id = r.u32() if selector == 1 else None
+        frame_id = read_frame_selector(r)
         return cls(points, box, frame_id, r.enum(MaskEncoding), r.u8())
+
+
+def write_frame_selector(w: Writer, frame_id: int | None) -> None:
+    if frame_id is None:
+        w.varint(0)
+    else:
+        w.varint(1), w.u32(frame_id)
+
+
+def read_frame_selector(r: Reader) -> int | None:
+    selector = r.u32()
+    if selector > 1:
+        raise FrameError("body", f"FrameSelector index {selector}")
+    return r.u32() if selector == 1 else None
 
 
 @dataclass
@@ -437,6 +449,43 @@ class Status:
 
 
 @dataclass
+class EverythingRequest:
+    KIND = 0x30
+    frame_id: int | None = None  # None: FrameSelector::Latest
+    points_per_side: int = 0  # 0: the daemon's default
+    max_objects: int = 0  # 0: all
+    mask: MaskEncoding = MaskEncoding.NONE
+    downscale: int = 1
+
+    def write(self, w: Writer) -> None:
+        write_frame_selector(w, self.frame_id)
+        w.u8(self.points_per_side), w.u16(self.max_objects), w.varint(int(self.mask)), w.u8(self.downscale)
+
+    @classmethod
+    def read(cls, r: Reader) -> "EverythingRequest":
+        return cls(read_frame_selector(r), r.u8(), r.u16(), r.enum(MaskEncoding), r.u8())
+
+
+@dataclass
+class Objects:
+    KIND = 0x31
+    frame_id: int
+    frame_age_ms: int
+    elapsed_ms: int
+    prompts: int
+    found: int
+    objects: int
+
+    def write(self, w: Writer) -> None:
+        w.u32(self.frame_id), w.u32(self.frame_age_ms), w.u32(self.elapsed_ms)
+        w.u16(self.prompts), w.u16(self.found), w.u16(self.objects)
+
+    @classmethod
+    def read(cls, r: Reader) -> "Objects":
+        return cls(r.u32(), r.u32(), r.u32(), r.u16(), r.u16(), r.u16())
+
+
+@dataclass
 class ErrorReply:
     KIND = 0x7F
     code: ErrorCode
@@ -451,7 +500,7 @@ class ErrorReply:
 
 
 MESSAGES = {cls.KIND: cls for cls in (Hello, Capabilities, SegmentRequest, SegmentResult, MaskChunk,
-                                      GetStatus, Status, ErrorReply)}
+                                      GetStatus, Status, EverythingRequest, Objects, ErrorReply)}
 
 
 # --- frames (sections 1 and 5) ------------------------------------------------
@@ -577,13 +626,15 @@ class Client:
         self.port.write(encode_frame(Frame(self.seq, request_id, False, message)))
         self.seq = (self.seq + 1) & 0xFFFF
 
-    def request(self, message) -> list[Frame]:
-        """Sends `message` and returns the frames of its answer; retries with the same id."""
+    def request(self, message, timeout: float | None = None) -> list[Frame]:
+        """Sends `message` and returns the frames of its answer; retries with the same id.
+
+        `timeout` (default: the client's) is how long to wait for the first frame."""
         request_id = self.next_id
         self.next_id = self.next_id % 0xFFFFFFFF + 1
         for _ in range(self.retries + 1):
             self.send(message, request_id)
-            answer = self._collect(request_id, time.monotonic() + self.timeout)
+            answer = self._collect(request_id, time.monotonic() + (timeout or self.timeout))
             if answer is not None:
                 if isinstance(answer[0].message, ErrorReply):
                     raise MaskdError(answer[0].message)
@@ -620,13 +671,41 @@ class Client:
                 rle: bool = False, downscale: int = 1) -> tuple[SegmentResult, list[list[bool]] | None]:
         mask = MaskEncoding.RLE if rle else MaskEncoding.NONE
         frames = self.request(SegmentRequest(points, box, frame_id, mask, downscale))
-        result = frames[0].message
+        return split_results(frames)[0]
+
+    def everything(self, frame_id: int | None = None, points_per_side: int = 0, max_objects: int = 0,
+                   rle: bool = False, downscale: int = 1, timeout: float | None = None
+                   ) -> tuple[Objects, list[tuple[SegmentResult, list[list[bool]] | None]]]:
+        """Every object in a frame; allow `timeout` for the whole job (section 3, 0x30)."""
+        mask = MaskEncoding.RLE if rle else MaskEncoding.NONE
+        frames = self.request(EverythingRequest(frame_id, points_per_side, max_objects, mask, downscale), timeout)
+        head = frames[0].message
+        if not isinstance(head, Objects):
+            raise ValueError(f"expected Objects, got {type(head).__name__}")
+        objects = split_results(frames[1:])
+        if len(objects) != head.objects:
+            raise ValueError(f"Objects announced {head.objects} objects, {len(objects)} came")
+        return head, objects
+
+
+def split_results(frames: list[Frame]) -> list[tuple[SegmentResult, list[list[bool]] | None]]:
+    """SegmentResults, each with the cells of the MaskChunks after it (section 4)."""
+    results: list[tuple[SegmentResult, list[list[bool]] | None]] = []
+    i = 0
+    while i < len(frames):
+        result = frames[i].message
+        if not isinstance(result, SegmentResult):
+            raise ValueError(f"expected a SegmentResult, got {type(result).__name__}")
+        i += 1
         if result.mask is None:
-            return result, None
-        chunks = [f.message for f in frames[1:]]
-        if [c.index for c in chunks] != list(range(result.mask.chunks)):
+            results.append((result, None))
+            continue
+        chunks = [f.message for f in frames[i:i + result.mask.chunks]]
+        i += result.mask.chunks
+        if [getattr(c, "index", None) for c in chunks] != list(range(result.mask.chunks)):
             raise ValueError(f"expected {result.mask.chunks} chunks in order")
-        return result, mask_cells(result.mask, (run for c in chunks for run in c.runs))
+        results.append((result, mask_cells(result.mask, (run for c in chunks for run in c.runs))))
+    return results
 
 
 # --- CLI ------------------------------------------------------------------------
@@ -690,6 +769,12 @@ def main(argv: list[str] | None = None) -> int:
     seg.add_argument("--rle", action="store_true", help="also fetch the mask")
     seg.add_argument("--downscale", type=int, default=1, help="mask downscale factor, 1-64")
     seg.add_argument("--ascii", action="store_true", help="print the mask as ASCII art (with --rle)")
+    every = sub.add_parser("everything", help="every object in a frame (allow a long --timeout)")
+    every.add_argument("--points-per-side", type=int, default=0, help="grid points per side, 1-64 (0: the daemon's)")
+    every.add_argument("--max-objects", type=int, default=0, help="most objects sent (0: all)")
+    every.add_argument("--frame", type=int, help="this frame id instead of the latest frame")
+    every.add_argument("--rle", action="store_true", help="also fetch every mask")
+    every.add_argument("--downscale", type=int, default=1, help="mask downscale factor, 1-64")
     tc = sub.add_parser("transcode", help="decode a file of frames, re-encode them into another")
     tc.add_argument("src")
     tc.add_argument("dst")
@@ -705,6 +790,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(to_json(client.hello())))
             elif args.command == "status":
                 print(json.dumps(to_json(client.status())))
+            elif args.command == "everything":
+                head, objects = client.everything(args.frame, args.points_per_side, args.max_objects, args.rle,
+                                                  args.downscale)
+                print(json.dumps(to_json(head)))
+                for result, _ in objects:
+                    print(json.dumps(to_json(result)))
             else:
                 points = [parse_point(p) for p in args.points]
                 points += [parse_point(p, Label.BACKGROUND) for p in args.bg]

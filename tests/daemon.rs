@@ -142,10 +142,28 @@ fn expected_mask(dir: &Path) -> PathBuf {
     path
 }
 
+/// `maskd everything`'s SAM records for the golden image on a 4x4 grid.
+fn expected_everything(dir: &Path) -> PathBuf {
+    let json = dir.join("expected_everything.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["everything", "--quantized", "--points-per-side", "4", "--out"])
+        .arg(dir.join("expected_everything.png"))
+        .arg("--json")
+        .arg(&json)
+        .arg("--image")
+        .arg(golden_image())
+        .env("MASKD_MODEL", model_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "maskd everything: {}", String::from_utf8_lossy(&out.stderr));
+    json
+}
+
 #[test]
 fn the_daemon_answers_a_python_controller_over_a_pty() {
     let dir = scratch("serial");
     let expected = expected_mask(&dir);
+    let expected_everything = expected_everything(&dir);
     std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
     let config = config(&dir, false);
     let mut daemon = Daemon::start(&config);
@@ -157,6 +175,8 @@ fn the_daemon_answers_a_python_controller_over_a_pty() {
         .arg(&expected)
         .args(["--daemon-pid", &daemon.0.id().to_string()])
         .args(["--queue-capacity", &QUEUE_CAPACITY.to_string()])
+        .arg("--expected-everything")
+        .arg(&expected_everything)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -173,6 +193,39 @@ fn the_daemon_answers_a_python_controller_over_a_pty() {
     assert!(!dir.join("tty").exists(), "the pty link outlived the daemon");
     let display = image::open(dir.join("display.png")).expect("the display snapshot");
     assert_eq!((display.width(), display.height()), (400, 300));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn everything_snapshots_are_written_on_a_timer_and_pruned() {
+    let dir = scratch("snapshots");
+    std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
+    // A looping folder gives a new frame id every second, so every tick has a new frame.
+    let config = config(&dir, true);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[everything]\npoints_per_side = 2\n\n[everything.snapshots]\nevery_s = 1\ndir = \"snapshots\"\nkeep = 2\n");
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(&config);
+    wait_for(
+        Duration::from_secs(240),
+        || log_of(&config).lines().filter(|l| l.contains("snapshot: ") && l.contains(" objects on frame ")).count() >= 3,
+        || format!("fewer than 3 snapshots\n{}", log_of(&config)),
+    );
+    daemon.signal("TERM");
+    assert!(daemon.wait(Duration::from_secs(60)).success(), "{}", log_of(&config));
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.join("snapshots")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names.len(), 4, "two snapshots kept, a JSON and a PNG each: {names:?}");
+    for pair in names.chunks(2) {
+        let (json, png) = (&pair[0], &pair[1]);
+        assert!(json.starts_with("everything-") && json.ends_with(".json"), "{names:?}");
+        assert_eq!(json.trim_end_matches(".json"), png.trim_end_matches(".png"));
+        let records: Vec<maskd::everything::SamRecord> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("snapshots").join(json)).unwrap()).unwrap();
+        assert!(records.iter().all(|r| r.point_coords.len() == 1 && r.area > 0), "{json}");
+        assert_eq!(image::image_dimensions(dir.join("snapshots").join(png)).unwrap(), (451, 300));
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 

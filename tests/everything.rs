@@ -4,13 +4,20 @@
 
 mod common;
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use common::{golden_dir, model_dir};
-use maskd::everything::{self, ProposedMask, SamRecord, Settings};
-use maskd::model::{Embedding, Precision, Rle, Sam};
+use maskd::everything::{self, Cancelled, ProposedMask, SamRecord, Settings};
+use crossbeam_channel::{bounded, Receiver};
+use maskd::camera::{FileSettings, FileSource};
+use maskd::model::{Embedding, Point, Precision, Prompt, Rle, Sam};
+use maskd::pipeline::{
+    CaptureSettings, EverythingJob, EverythingReply, FrameSelector, Job, Pipeline, PipelineSettings, Rejection, EVERYTHING_QUEUE,
+};
 
 /// SamAutomaticMaskGenerator(points_per_side=8), SAM's other defaults, on
 /// PyTorch MobileSAM for chelsea.png (models/reference_everything.py):
@@ -46,7 +53,11 @@ fn generate(points_per_side: usize) -> Vec<ProposedMask> {
     let (sam, embedding) = model();
     let settings = Settings { points_per_side, ..Settings::default() };
     let mut reports = 0;
-    let masks = everything::generate(sam, embedding, &settings, |_| reports += 1).unwrap();
+    let masks = everything::generate(sam, embedding, &settings, |_| {
+        reports += 1;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     // A start report, one per batch, one per crop.
     assert_eq!(reports, 1 + (points_per_side * points_per_side).div_ceil(64) + 1);
     masks
@@ -78,13 +89,28 @@ fn generation_is_deterministic() {
 }
 
 #[test]
+fn a_run_stops_when_its_progress_callback_breaks() {
+    let (sam, embedding) = model();
+    let settings = Settings { points_per_side: 4, points_per_batch: 2, ..Settings::default() };
+    let mut done = Vec::new();
+    let err = everything::generate(sam, embedding, &settings, |p| {
+        done.push(p.prompts_done);
+        if p.prompts_done >= 4 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })
+    .unwrap_err();
+    assert!(err.is::<Cancelled>(), "{err:#}");
+    // No batch is decoded after the break.
+    assert_eq!(done, [0, 2, 4]);
+}
+
+#[test]
 fn crop_layers_without_the_image_are_refused() {
     let (sam, embedding) = model();
     let settings = Settings { crop_layers: 1, ..Settings::default() };
-    let err = everything::generate(sam, embedding, &settings, |_| {}).unwrap_err();
+    let err = everything::generate(sam, embedding, &settings, |_| ControlFlow::Continue(())).unwrap_err();
     assert!(err.to_string().contains("generate_with_crops"), "{err}");
     let other = image::RgbImage::new(10, 10);
-    let err = everything::generate_with_crops(sam, &other, embedding, &settings, |_| {}).unwrap_err();
+    let err = everything::generate_with_crops(sam, &other, embedding, &settings, |_| ControlFlow::Continue(())).unwrap_err();
     assert!(err.to_string().contains("the image is 10x10"), "{err}");
 }
 
@@ -122,4 +148,89 @@ fn bad_settings_fail_before_the_model_loads() {
     assert!(err.contains("predicted IoU threshold must be in 0..=1, got 2"), "{err}");
     let out = maskd(&["everything", "--image", "no-such.png", "--crop-layers", "2", "--out", "x.png"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A pipeline on the golden photo (f32, as `model()`), once it has embedded it.
+fn pipeline() -> Pipeline {
+    let sam = Arc::new(Sam::load(model_dir(), Precision::F32).expect("the exported model (run models/export.sh)"));
+    let source = FileSource::new(FileSettings { paths: vec![chelsea()], repeat: false, fps: 10.0 });
+    let settings = PipelineSettings { embeddings_kept: 2, queue_capacity: 4, capture: CaptureSettings::default() };
+    let pipeline = Pipeline::start(sam, Box::new(source), &settings).unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    while pipeline.cache().latest().is_none() {
+        assert!(Instant::now() < until, "the photo was never embedded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pipeline
+}
+
+fn everything_job(points_per_side: usize, tag: u32) -> (EverythingJob, Receiver<EverythingReply>) {
+    let (reply, replies) = bounded(1);
+    let settings = Settings { points_per_side, ..Settings::default() };
+    (EverythingJob { settings, frame: FrameSelector::Latest, tag, reply }, replies)
+}
+
+#[test]
+fn the_pipeline_answers_prompts_between_the_decoder_runs_of_an_everything_job() {
+    let pipeline = pipeline();
+    let (job, objects) = everything_job(8, 7);
+    pipeline.submit_everything(job).unwrap();
+    // Let the job get going, then ask for a prompt: it must not wait for the job's 64 decoder runs.
+    std::thread::sleep(Duration::from_millis(500));
+    let (reply, replies) = bounded(1);
+    let prompt = Prompt::from_points(vec![Point::foreground(255.0, 180.0)]);
+    pipeline.submit(Job { prompt, frame: FrameSelector::Latest, tag: 1, reply }).unwrap();
+    let answer = replies.recv().unwrap();
+    assert!(answer.result.is_ok(), "{:?}", answer.result);
+    assert!(objects.try_recv().is_err(), "the everything job finished before the prompt was answered");
+    let reply = objects.recv().unwrap();
+    assert_eq!(reply.tag, 7);
+    let found = reply.result.unwrap();
+    assert_eq!(found.prompts, 64);
+    assert!(found.decoding <= found.elapsed);
+    // The same masks as the library on the same embedding: the interleaved prompt changed nothing.
+    assert_eq!(found.masks, generate(8));
+    pipeline.shutdown();
+}
+
+#[test]
+fn a_shutdown_cuts_everything_jobs_short() {
+    let pipeline = pipeline();
+    let (running, running_reply) = everything_job(32, 1);
+    let (waiting, waiting_reply) = everything_job(32, 2);
+    pipeline.submit_everything(running).unwrap();
+    pipeline.submit_everything(waiting).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pipeline.shutdown();
+    for replies in [running_reply, waiting_reply] {
+        let reply = replies.recv().unwrap();
+        assert_eq!(reply.result.unwrap_err(), Rejection::Stopping);
+    }
+    let (late, _) = everything_job(4, 3);
+    assert_eq!(pipeline.submit_everything(late).unwrap_err().0, Rejection::Stopping);
+}
+
+#[test]
+fn the_pipeline_refuses_crop_layers_invalid_settings_and_a_full_queue() {
+    let pipeline = pipeline();
+    let (mut job, _) = everything_job(4, 1);
+    job.settings.crop_layers = 1;
+    let (rejection, _) = pipeline.submit_everything(job).unwrap_err();
+    assert_eq!(rejection, Rejection::InvalidPrompt("the daemon runs no crop layers".into()));
+    let (mut job, _) = everything_job(4, 1);
+    job.settings.stability_thresh = 2.0;
+    let (rejection, _) = pipeline.submit_everything(job).unwrap_err();
+    assert_eq!(rejection, Rejection::InvalidPrompt("stability threshold must be in 0..=1, got 2".into()));
+    // One running and EVERYTHING_QUEUE waiting; the next is busy.
+    let mut replies = Vec::new();
+    for tag in 0..=EVERYTHING_QUEUE as u32 {
+        let (job, reply) = everything_job(32, tag);
+        pipeline.submit_everything(job).unwrap();
+        replies.push(reply);
+        // The first must have left the queue for the decoder before the queue can hold the others.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (job, _) = everything_job(32, 9);
+    assert_eq!(pipeline.submit_everything(job).unwrap_err().0, Rejection::Busy);
+    pipeline.shutdown();
 }

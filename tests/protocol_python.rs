@@ -129,6 +129,23 @@ fn messages() -> Vec<Message> {
                 body: 7,
             },
         }),
+        Message::EverythingRequest(EverythingRequest {
+            frame: FrameSelector::Latest,
+            points_per_side: 64,
+            max_objects: 65_535,
+            output: Output {
+                mask: MaskEncoding::Rle,
+                downscale: 8,
+            },
+        }),
+        Message::Objects(Objects {
+            frame_id: 77_000,
+            frame_age_ms: 1_500,
+            elapsed_ms: 65_000,
+            prompts: 4096,
+            found: 300,
+            objects: 1,
+        }),
         Message::Error(ErrorReply {
             code: ErrorCode::Internal,
             message: "camera failed".into(),

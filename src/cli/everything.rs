@@ -1,5 +1,6 @@
 //! `maskd everything`: automatic mask generation over a whole image.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -88,6 +89,7 @@ pub fn run(args: &EverythingArgs) -> Result<()> {
         bar.set_position(p.prompts_done as u64);
         bar.set_message(format!("crop {}/{}, {} masks found", (p.crops_done + 1).min(p.crops), p.crops, p.candidates));
         last = p.clone();
+        ControlFlow::Continue(())
     };
     let started = Instant::now();
     let masks = everything::generate_with_crops(&sam, &image, &embedding, &settings, on_progress)?;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::camera::{CameraSettings, FileSettings, PatternSettings};
 use crate::display::{FramebufferSettings, SnapshotSettings};
+use crate::everything;
 use crate::touch::TouchSettings;
 use crate::model::Precision;
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub overlay: OverlayConfig,
     /// Absent: no touchscreen. Needs a display to map taps onto the picture.
     pub touch: Option<TouchSettings>,
+    #[serde(default)]
+    pub everything: EverythingConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -152,6 +155,108 @@ impl Default for OverlayConfig {
     }
 }
 
+/// Automatic mask generation ("everything") on request over the serial
+/// line, and optionally on a timer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EverythingConfig {
+    /// Grid points per image side, for snapshots and for requests that leave it to the daemon.
+    #[serde(default = "default_points_per_side")]
+    pub points_per_side: usize,
+    /// Keep masks whose predicted IoU is above this.
+    #[serde(default = "default_pred_iou_thresh")]
+    pub pred_iou_thresh: f32,
+    /// Keep masks whose stability score is at least this.
+    #[serde(default = "default_stability_thresh")]
+    pub stability_thresh: f32,
+    /// Box IoU above which a lower-scored mask is a duplicate.
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f32,
+    /// Fill holes and drop islands smaller than this many pixels (0: off).
+    #[serde(default)]
+    pub min_area: u64,
+    /// Absent: no periodic snapshots.
+    pub snapshots: Option<SnapshotsConfig>,
+}
+
+/// Every object in the latest frame, written to files on a timer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// Seconds from the start of one snapshot to the start of the next.
+    pub every_s: f64,
+    /// Folder for `everything-<unix ms>-frame<id>.json` (SAM's records) and `.png` (overlay).
+    pub dir: PathBuf,
+    /// Snapshots kept; older ones are deleted.
+    #[serde(default = "default_snapshots_kept")]
+    pub keep: usize,
+}
+
+fn default_points_per_side() -> usize {
+    16
+}
+
+fn default_pred_iou_thresh() -> f32 {
+    0.88
+}
+
+fn default_stability_thresh() -> f32 {
+    0.95
+}
+
+fn default_nms_iou() -> f32 {
+    0.7
+}
+
+fn default_snapshots_kept() -> usize {
+    10
+}
+
+impl Default for EverythingConfig {
+    fn default() -> Self {
+        EverythingConfig {
+            points_per_side: default_points_per_side(),
+            pred_iou_thresh: default_pred_iou_thresh(),
+            stability_thresh: default_stability_thresh(),
+            nms_iou: default_nms_iou(),
+            min_area: 0,
+            snapshots: None,
+        }
+    }
+}
+
+impl EverythingConfig {
+    /// The generator's settings (SAM's defaults for everything not configured).
+    pub fn settings(&self) -> everything::Settings {
+        everything::Settings {
+            points_per_side: self.points_per_side,
+            pred_iou_thresh: self.pred_iou_thresh,
+            stability_thresh: self.stability_thresh,
+            box_nms_iou: self.nms_iou,
+            min_area: self.min_area,
+            ..everything::Settings::default()
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        ensure!(
+            (1..=64).contains(&self.points_per_side),
+            "everything.points_per_side must be 1-64, got {}",
+            self.points_per_side
+        );
+        self.settings().validate().context("[everything]")?;
+        if let Some(snapshots) = &self.snapshots {
+            ensure!(
+                (1.0..=86_400.0).contains(&snapshots.every_s),
+                "everything.snapshots.every_s must be 1-86400, got {}",
+                snapshots.every_s
+            );
+            ensure!(snapshots.keep >= 1, "everything.snapshots.keep must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -226,6 +331,7 @@ impl Config {
             self.touch.is_none() || self.display.is_some(),
             "[touch] needs a [display]: taps are mapped onto the picture shown"
         );
+        self.everything.validate()?;
         ensure!(
             matches!(self.log.level.as_str(), "error" | "warn" | "info" | "debug" | "trace"),
             "log.level must be error, warn, info, debug or trace, got {:?}",
@@ -249,6 +355,9 @@ impl Config {
         }
         if let Some(DisplayConfig::Png(png)) = &mut self.display {
             resolve(&mut png.path);
+        }
+        if let Some(snapshots) = &mut self.everything.snapshots {
+            resolve(&mut snapshots.dir);
         }
     }
 
@@ -310,6 +419,27 @@ paths = ["images"]
         assert!(err.contains("serial.baud"), "{err}");
         let err = error_of(&MINIMAL.replace("[model]", "[model]\nthreads = \"two\""));
         assert!(err.contains("threads"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[everything]\npoints_per_side = 100\n"));
+        assert!(err.contains("everything.points_per_side"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[everything]\nnms_iou = 1.5\n"));
+        assert!(err.contains("[everything]") && err.contains("box NMS IoU"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[everything.snapshots]\nevery_s = 0.5\ndir = \"s\"\n"));
+        assert!(err.contains("everything.snapshots.every_s"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[everything.snapshots]\nevery_s = 60\n"));
+        assert!(err.contains("dir"), "{err}");
+    }
+
+    #[test]
+    fn everything_settings_come_from_the_config() {
+        let config = Config::parse(MINIMAL).unwrap();
+        assert_eq!(config.everything.settings(), everything::Settings { points_per_side: 16, ..everything::Settings::default() });
+        assert_eq!(config.everything.snapshots, None);
+        let text = format!("{MINIMAL}[everything]\npoints_per_side = 8\nmin_area = 50\n[everything.snapshots]\nevery_s = 30\ndir = \"/var/lib/maskd\"\n");
+        let config = Config::parse(&text).unwrap();
+        let settings = config.everything.settings();
+        assert_eq!((settings.points_per_side, settings.min_area, settings.pred_iou_thresh), (8, 50, 0.88));
+        let snapshots = config.everything.snapshots.unwrap();
+        assert_eq!((snapshots.every_s, snapshots.keep), (30.0, 10));
     }
 
     #[test]

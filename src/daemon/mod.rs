@@ -9,11 +9,16 @@
 mod config;
 mod line;
 mod service;
+mod snapshots;
 mod stdin;
 
-pub use config::{Config, DisplayConfig, LogConfig, ModelConfig, OverlayConfig, PipelineConfig, SerialConfig, SourceConfig};
+pub use config::{
+    Config, DisplayConfig, EverythingConfig, LogConfig, ModelConfig, OverlayConfig, PipelineConfig, SerialConfig, SnapshotsConfig,
+    SourceConfig,
+};
 pub use line::Pty;
 pub use service::{init_logging, Service};
+pub use snapshots::run_snapshots;
 pub use stdin::{parse_line, run_prompts};
 
 use std::path::Path;
@@ -85,6 +90,7 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
                 model: model_name.clone(),
                 max_points: serial.max_points,
                 heartbeat: Duration::from_millis(u64::from(serial.heartbeat_ms)),
+                everything: config.everything.settings(),
             };
             let (pipeline, stop, pty, reading_done) = (&pipeline, &stop, pty.as_ref(), &reading_done);
             std::thread::Builder::new()
@@ -97,6 +103,13 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
             std::thread::Builder::new().name("display".into()).spawn_scoped(scope, move || {
                 run_live(screen.as_mut(), pipeline, &live, shown, stop);
             })?;
+        }
+        if let Some(snapshots) = &config.everything.snapshots {
+            let settings = config.everything.settings();
+            let (pipeline, stop) = (&pipeline, &stop);
+            std::thread::Builder::new()
+                .name("snapshots".into())
+                .spawn_scoped(scope, move || run_snapshots(pipeline, &settings, snapshots, stop))?;
         }
         if let (Some(settings), Some(display)) = (&config.touch, display_size) {
             // Not scoped: a read from the device blocks until the next event,

@@ -2,10 +2,12 @@
 //! decoded against the crop's embedding, filtered, and deduplicated, in the
 //! order of SAM's `SamAutomaticMaskGenerator`.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use image::RgbImage;
+use thiserror::Error;
 
 use super::crops::{crop_boxes, CropBox};
 use super::filter::{near_crop_edge, passes_quality};
@@ -13,7 +15,7 @@ use super::grid::{points_per_side, unit_grid};
 use super::nms::{nms, nms_box, rle_iou};
 use super::regions::{remove_small_regions, Region};
 use super::settings::Settings;
-use crate::model::{Embedding, Mask, MaskDecoder, Masks, PixelBox, Point, Prompt, Rle, Sam, Size};
+use crate::model::{Embedding, LowResMasks, Mask, MaskDecoder, PixelBox, Point, Prompt, Rle, Sam, Size, TOKENS};
 
 /// One mask found in the image, in the image's own frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +47,11 @@ impl ProposedMask {
     }
 }
 
+/// The error a run ends with when its progress callback breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("automatic mask generation was cancelled")]
+pub struct Cancelled;
+
 /// How far a run has got, reported after every batch of prompts and every crop.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
@@ -55,7 +62,7 @@ pub struct Progress {
     /// Masks that passed the quality and crop-edge filters so far, before
     /// duplicates are removed.
     pub candidates: usize,
-    /// Time spent in the decoder so far.
+    /// Time spent on the prompts so far: decoder runs, upscaling and filters.
     pub decoding: Duration,
     /// Time spent embedding crops (layer 0 reuses the given embedding).
     pub embedding: Duration,
@@ -65,10 +72,18 @@ pub struct Progress {
 /// only against that embedding (no crop layers), and reports `progress`
 /// after each batch. Masks come by descending predicted IoU.
 ///
+/// `progress` returning `Break` stops the run at once: a caller can cancel
+/// it, or do other work between batches (the daemon answers prompts there).
+///
 /// # Errors
 /// Invalid settings, crop layers asked for (they need the image: see
-/// [`generate_with_crops`]), or the model fails.
-pub fn generate(sam: &Sam, embedding: &Embedding, settings: &Settings, progress: impl FnMut(&Progress)) -> Result<Vec<ProposedMask>> {
+/// [`generate_with_crops`]), the model fails, or [`Cancelled`].
+pub fn generate(
+    sam: &Sam,
+    embedding: &Embedding,
+    settings: &Settings,
+    progress: impl FnMut(&Progress) -> ControlFlow<()>,
+) -> Result<Vec<ProposedMask>> {
     ensure!(
         settings.crop_layers == 0,
         "{} crop layers need the image to embed the crops: use generate_with_crops",
@@ -83,13 +98,14 @@ pub fn generate(sam: &Sam, embedding: &Embedding, settings: &Settings, progress:
 /// crop, so masks come ordered by crop size, then predicted IoU.
 ///
 /// # Errors
-/// Invalid settings, an embedding of another image size, or the model fails.
+/// Invalid settings, an embedding of another image size, the model fails,
+/// or [`Cancelled`].
 pub fn generate_with_crops(
     sam: &Sam,
     image: &RgbImage,
     embedding: &Embedding,
     settings: &Settings,
-    progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<Vec<ProposedMask>> {
     let size = embedding.geometry.original;
     ensure!(
@@ -108,7 +124,7 @@ fn run(
     embedding: &Embedding,
     image: Option<&RgbImage>,
     settings: &Settings,
-    mut progress: impl FnMut(&Progress),
+    mut progress: impl FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<Vec<ProposedMask>> {
     settings.validate()?;
     let size = embedding.geometry.original;
@@ -121,7 +137,7 @@ fn run(
         prompts: crops.iter().map(|c| grids[c.layer].len()).sum(),
         ..Progress::default()
     };
-    progress(&state);
+    report(&mut progress, &state)?;
     let mut found = Vec::new();
     for crop in &crops {
         let cropped;
@@ -138,7 +154,7 @@ fn run(
         let mut batches = Batches { state: &mut state, progress: &mut progress };
         found.extend(process_crop(&sam.decoder, crop_embedding, crop, &grids[crop.layer], size, settings, &mut batches)?);
         state.crops_done += 1;
-        progress(&state);
+        report(&mut progress, &state)?;
     }
     if crops.len() > 1 {
         // Prefer masks from smaller crops, as SAM does: they saw the object at a higher resolution.
@@ -151,15 +167,22 @@ fn run(
     Ok(found)
 }
 
+fn report(progress: &mut impl FnMut(&Progress) -> ControlFlow<()>, state: &Progress) -> Result<()> {
+    match progress(state) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Cancelled.into()),
+    }
+}
+
 /// The running progress and where to report it.
-struct Batches<'a, F: FnMut(&Progress)> {
+struct Batches<'a, F: FnMut(&Progress) -> ControlFlow<()>> {
     state: &'a mut Progress,
     progress: &'a mut F,
 }
 
 /// SAM's `_process_crop` + `_process_batch`: the crop's grid in batches,
 /// every multimask candidate filtered, then NMS by predicted IoU.
-fn process_crop<F: FnMut(&Progress)>(
+fn process_crop<F: FnMut(&Progress) -> ControlFlow<()>>(
     decoder: &MaskDecoder,
     embedding: &Embedding,
     crop: &CropBox,
@@ -177,11 +200,15 @@ fn process_crop<F: FnMut(&Progress)>(
             .map(|&[x, y]| Prompt::from_points(vec![Point::foreground(x as f32, y as f32)]))
             .collect();
         let started = Instant::now();
-        let decoded = decode_batch(decoder, embedding, &prompts)?;
-        batches.state.decoding += started.elapsed();
-        for (&[x, y], masks) in batch.iter().zip(&decoded) {
+        let decoded = decode_each(decoder, embedding, &prompts)?;
+        for (&[x, y], low_res) in batch.iter().zip(&decoded) {
             // SAM's generator always takes the 3 multimask outputs of a lone point.
-            for candidate in masks.multimask() {
+            for token in 1..TOKENS {
+                // The predicted IoU filter needs no pixels: upscale only the masks that pass it.
+                if !passes_quality(low_res.ious[token], 1.0, 1, settings.pred_iou_thresh, 0.0) {
+                    continue;
+                }
+                let candidate = low_res.candidate(token, &embedding.geometry);
                 let area = candidate.mask.area();
                 if !passes_quality(candidate.predicted_iou, candidate.stability, area, settings.pred_iou_thresh, settings.stability_thresh) {
                     continue;
@@ -204,18 +231,22 @@ fn process_crop<F: FnMut(&Progress)>(
                 batches.state.candidates += 1;
             }
         }
+        batches.state.decoding += started.elapsed();
         batches.state.prompts_done += batch.len();
-        (batches.progress)(batches.state);
+        report(batches.progress, batches.state)?;
     }
     let scores: Vec<f32> = found.iter().map(|m| m.predicted_iou).collect();
     Ok(deduplicate(found, &scores, settings.box_nms_iou))
 }
 
-/// Decodes each prompt against `embedding`: one `Masks` per prompt, in
-/// order. One decoder run per prompt; a batched decoder call with this
-/// contract can replace it.
-fn decode_batch(decoder: &MaskDecoder, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<Masks>> {
-    prompts.iter().map(|prompt| decoder.decode(embedding, prompt)).collect()
+/// Decodes each prompt against `embedding`, in order, one decoder run per
+/// prompt: tract runs a batch of prompts slower per prompt than single ones
+/// (docs/PERFORMANCE.md), so `low_res_batch` gets one at a time.
+fn decode_each(decoder: &MaskDecoder, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<LowResMasks>> {
+    prompts
+        .iter()
+        .map(|prompt| Ok(decoder.low_res_batch(embedding, std::slice::from_ref(prompt))?.remove(0)))
+        .collect()
 }
 
 /// A mask decoded in `crop`, placed in the whole image.

@@ -21,7 +21,8 @@
 //! let embedding = sam.embed(&image)?;
 //! let settings = Settings { points_per_side: 16, ..Settings::default() };
 //! let masks = everything::generate(&sam, &embedding, &settings, |p| {
-//!     eprintln!("{}/{} prompts, {} candidates", p.prompts_done, p.prompts, p.candidates)
+//!     eprintln!("{}/{} prompts, {} candidates", p.prompts_done, p.prompts, p.candidates);
+//!     std::ops::ControlFlow::Continue(())
 //! })?;
 //! let records: Vec<SamRecord> = masks.iter().map(SamRecord::from).collect();
 //! println!("{}", serde_json::to_string(&records)?);
@@ -41,7 +42,7 @@ mod render;
 mod settings;
 
 pub use crops::CropBox;
-pub use generator::{generate, generate_with_crops, Progress, ProposedMask};
+pub use generator::{generate, generate_with_crops, Cancelled, Progress, ProposedMask};
 pub use record::{CocoRle, SamRecord};
 pub use render::{edge_map, mask_color, overlay};
 pub use settings::Settings;

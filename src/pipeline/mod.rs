@@ -1,9 +1,11 @@
 //! From camera frames to answered prompts: a capture thread feeds an encoder
 //! worker (latest frame wins), whose embeddings are kept for the last few
-//! frames; a decoder worker answers prompts from a bounded queue against them.
+//! frames; a decoder worker answers prompts from a bounded queue against them,
+//! and, when no prompt waits, proposes every object in a frame on request.
 //!
 //! ```text
 //! FrameSource -> capture -> [Latest] -> encoder -> EmbeddingCache -> decoder <- [queue] <- submit()
+//!                                                                           <- [queue] <- submit_everything()
 //! ```
 
 mod cache;
@@ -19,7 +21,7 @@ pub use cache::{EmbeddedFrame, EmbeddingCache};
 pub use capture::{CameraState, CaptureSettings};
 pub use frame::Frame;
 pub use latest::Latest;
-pub use request::{Answer, FrameSelector, Job, Rejection, Reply};
+pub use request::{Answer, EverythingJob, EverythingReply, FrameSelector, Job, Objects, Rejection, Reply};
 pub use stats::PipelineStatus;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,15 +46,25 @@ pub struct PipelineSettings {
     pub capture: CaptureSettings,
 }
 
+/// Everything jobs waiting behind the one running before new ones are
+/// refused as busy: each takes hundreds of decoder runs.
+pub const EVERYTHING_QUEUE: usize = 2;
+
 /// The running threads and their shared state.
 pub struct Pipeline {
     /// `None` once shutting down.
-    jobs: Mutex<Option<Sender<Job>>>,
+    queues: Mutex<Option<Queues>>,
     shared: Arc<Shared>,
     /// The encoder and decoder threads.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Closed when the capture thread has dropped the frame source.
     capture_done: Receiver<()>,
+}
+
+/// The decoder's two inputs.
+struct Queues {
+    prompts: Sender<Job>,
+    everything: Sender<EverythingJob>,
 }
 
 /// What the threads share.
@@ -92,7 +104,8 @@ impl Pipeline {
             queue_capacity: settings.queue_capacity.max(1),
             stall_after: settings.capture.stall_after,
         });
-        let (jobs, queue) = bounded(shared.queue_capacity);
+        let (prompts, prompt_queue) = bounded(shared.queue_capacity);
+        let (everything, everything_queue) = bounded(EVERYTHING_QUEUE);
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(body).with_context(|| format!("starting the {name} thread"))
         };
@@ -111,23 +124,53 @@ impl Pipeline {
             })?,
             spawn("decoder", {
                 let shared = shared.clone();
-                Box::new(move || decoder::run(&shared, &queue))
+                Box::new(move || decoder::run(&shared, &prompt_queue, &everything_queue))
             })?,
         ];
-        Ok(Pipeline { jobs: Mutex::new(Some(jobs)), shared, threads: Mutex::new(threads), capture_done })
+        let queues = Queues { prompts, everything };
+        Ok(Pipeline { queues: Mutex::new(Some(queues)), shared, threads: Mutex::new(threads), capture_done })
     }
 
     /// Queues a prompt; the answer goes to `job.reply`.
     ///
     /// # Errors
-    /// [`Rejection::Busy`] (with the job back) when the queue is full or the
-    /// pipeline is shutting down: the job was not queued.
+    /// With the job back, which was not queued: [`Rejection::Busy`] when the
+    /// queue is full, [`Rejection::Stopping`] during shutdown.
     pub fn submit(&self, job: Job) -> Result<(), (Rejection, Job)> {
-        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(jobs) = jobs.as_ref() else {
-            return Err((Rejection::Busy, job));
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(queues) = queues.as_ref() else {
+            return Err((Rejection::Stopping, job));
         };
-        match jobs.try_send(job) {
+        match queues.prompts.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                self.shared.counters.busy_rejections.fetch_add(1, Ordering::Relaxed);
+                Err((Rejection::Busy, job))
+            }
+        }
+    }
+
+    /// Queues a request for every object in a frame; the answer goes to
+    /// `job.reply`. It runs when no prompt waits, one decoder run at a time
+    /// (`job.settings.points_per_batch` is ignored).
+    ///
+    /// # Errors
+    /// With the job back: [`Rejection::InvalidPrompt`] for invalid settings
+    /// or crop layers (each crop would hold up prompts for an encoder run);
+    /// [`Rejection::Busy`] when [`EVERYTHING_QUEUE`] jobs already wait;
+    /// [`Rejection::Stopping`] during shutdown.
+    pub fn submit_everything(&self, job: EverythingJob) -> Result<(), (Rejection, EverythingJob)> {
+        if let Err(e) = job.settings.validate() {
+            return Err((Rejection::InvalidPrompt(format!("{e:#}")), job));
+        }
+        if job.settings.crop_layers != 0 {
+            return Err((Rejection::InvalidPrompt("the daemon runs no crop layers".into()), job));
+        }
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(queues) = queues.as_ref() else {
+            return Err((Rejection::Stopping, job));
+        };
+        match queues.everything.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 self.shared.counters.busy_rejections.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +181,9 @@ impl Pipeline {
 
     /// Counters and recent averages, for Status messages and logs.
     pub fn status(&self) -> PipelineStatus {
-        let depth = self.jobs.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, Sender::len);
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let depth = queues.as_ref().map_or(0, |q| q.prompts.len());
+        drop(queues);
         self.shared.status(depth)
     }
 
@@ -163,14 +208,15 @@ impl Pipeline {
         &self.shared.sam
     }
 
-    /// Stops taking prompts, answers those already queued, and tells the
-    /// other threads to stop. It waits for the capture thread to release
-    /// its device (at most [`CAPTURE_RELEASE`]), not for an encoder run in
-    /// progress: that can take seconds on a board, and the process is about
-    /// to exit or re-execute.
+    /// Stops taking prompts, answers those already queued, cuts a running
+    /// everything job short (answered [`Rejection::Stopping`], as are those
+    /// queued), and tells the other threads to stop. It waits for the
+    /// capture thread to release its device (at most [`CAPTURE_RELEASE`]),
+    /// not for an encoder run in progress: that can take seconds on a
+    /// board, and the process is about to exit or re-execute.
     pub fn shutdown(&self) {
-        // Dropping the sender lets the decoder drain the queue and then see it closed.
-        self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take();
+        // Dropping the senders lets the decoder drain the queues and then see them closed.
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner).take();
         let mut threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(decoder) = threads.pop() {
             let _ = decoder.join();

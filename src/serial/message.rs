@@ -18,6 +18,8 @@ pub const SCHEMA: &str = concat!(
     "MaskChunk=0x12{index:u16,count:u16,runs:seq<u32>}\n",
     "GetStatus=0x20{}\n",
     "Status=0x21{uptime_ms:u32,fps:f32,encoder_ms:f32,camera:CameraState,queue_depth:u8,frames_superseded:u32,capture_errors:u32,busy_rejections:u32,link_drops:LinkDrops}\n",
+    "EverythingRequest=0x30{frame:FrameSelector,points_per_side:u8,max_objects:u16,output:Output}\n",
+    "Objects=0x31{frame_id:u32,frame_age_ms:u32,elapsed_ms:u32,prompts:u16,found:u16,objects:u16}\n",
     "Error=0x7f{code:ErrorCode,message:str}\n",
     "Point{x:u16,y:u16,label:Label}\n",
     "Label[Background,Foreground]\n",
@@ -48,13 +50,15 @@ pub enum Kind {
     MaskChunk = 0x12,
     GetStatus = 0x20,
     Status = 0x21,
+    EverythingRequest = 0x30,
+    Objects = 0x31,
     Error = 0x7f,
 }
 
 impl Kind {
     /// Whether a client sends this kind (and the daemon receives it).
     pub fn is_request(self) -> bool {
-        matches!(self, Kind::Hello | Kind::SegmentRequest | Kind::GetStatus)
+        matches!(self, Kind::Hello | Kind::SegmentRequest | Kind::GetStatus | Kind::EverythingRequest)
     }
 }
 
@@ -71,6 +75,8 @@ impl TryFrom<u8> for Kind {
             0x12 => Kind::MaskChunk,
             0x20 => Kind::GetStatus,
             0x21 => Kind::Status,
+            0x30 => Kind::EverythingRequest,
+            0x31 => Kind::Objects,
             0x7f => Kind::Error,
             other => return Err(other),
         })
@@ -87,6 +93,8 @@ pub enum Message {
     MaskChunk(MaskChunk),
     GetStatus,
     Status(Status),
+    EverythingRequest(EverythingRequest),
+    Objects(Objects),
     Error(ErrorReply),
 }
 
@@ -109,6 +117,8 @@ impl Message {
             Message::MaskChunk(_) => Kind::MaskChunk,
             Message::GetStatus => Kind::GetStatus,
             Message::Status(_) => Kind::Status,
+            Message::EverythingRequest(_) => Kind::EverythingRequest,
+            Message::Objects(_) => Kind::Objects,
             Message::Error(_) => Kind::Error,
         }
     }
@@ -123,6 +133,8 @@ impl Message {
             Message::MaskChunk(m) => postcard::to_stdvec(m),
             Message::GetStatus => Ok(Vec::new()),
             Message::Status(m) => postcard::to_stdvec(m),
+            Message::EverythingRequest(m) => postcard::to_stdvec(m),
+            Message::Objects(m) => postcard::to_stdvec(m),
             Message::Error(m) => postcard::to_stdvec(m),
         };
         Ok(body?)
@@ -143,6 +155,8 @@ impl Message {
                 Message::GetStatus
             }
             Kind::Status => Message::Status(strict(body)?),
+            Kind::EverythingRequest => Message::EverythingRequest(strict(body)?),
+            Kind::Objects => Message::Objects(strict(body)?),
             Kind::Error => Message::Error(strict(body)?),
         })
     }
@@ -317,6 +331,32 @@ pub struct Status {
     pub link_drops: LinkDrops,
 }
 
+/// Every object in a frame: automatic mask generation on the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EverythingRequest {
+    pub frame: FrameSelector,
+    /// Grid points per image side, 1-64; 0 for the daemon's configured default.
+    pub points_per_side: u8,
+    /// Most objects sent, best predicted IoU first; 0 for all.
+    pub max_objects: u16,
+    pub output: Output,
+}
+
+/// The head of an EverythingRequest's answer: `objects` SegmentResults follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objects {
+    pub frame_id: u32,
+    pub frame_age_ms: u32,
+    /// From the start of the job to its end, prompts answered meanwhile included.
+    pub elapsed_ms: u32,
+    /// Grid prompts decoded.
+    pub prompts: u16,
+    /// Objects found, before `max_objects` is applied.
+    pub found: u16,
+    /// Objects sent.
+    pub objects: u16,
+}
+
 /// The wire error codes, in schema order (the variant index is the code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorCode {
@@ -361,6 +401,8 @@ mod tests {
             Kind::MaskChunk,
             Kind::GetStatus,
             Kind::Status,
+            Kind::EverythingRequest,
+            Kind::Objects,
             Kind::Error,
         ] {
             assert_eq!(Kind::try_from(kind as u8), Ok(kind));

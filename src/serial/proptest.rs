@@ -108,6 +108,23 @@ pub(crate) fn sample_messages() -> Vec<Message> {
                 body: 7,
             },
         }),
+        Message::EverythingRequest(EverythingRequest {
+            frame: FrameSelector::Id(77_000),
+            points_per_side: 16,
+            max_objects: 300,
+            output: Output {
+                mask: MaskEncoding::Rle,
+                downscale: 8,
+            },
+        }),
+        Message::Objects(Objects {
+            frame_id: 77_000,
+            frame_age_ms: 1_200,
+            elapsed_ms: 31_000,
+            prompts: 256,
+            found: 400,
+            objects: 300,
+        }),
         Message::Error(ErrorReply {
             code: ErrorCode::NoFrame,
             message: "frame 12 is gone".into(),
@@ -132,27 +149,33 @@ fn label() -> impl Strategy<Value = Label> {
     prop_oneof![Just(Label::Background), Just(Label::Foreground)]
 }
 
+fn frame_selector() -> impl Strategy<Value = FrameSelector> {
+    prop_oneof![
+        Just(FrameSelector::Latest),
+        any::<u32>().prop_map(FrameSelector::Id)
+    ]
+}
+
+fn output() -> impl Strategy<Value = Output> {
+    let mask = prop_oneof![Just(MaskEncoding::None), Just(MaskEncoding::Rle)];
+    (mask, any::<u8>()).prop_map(|(mask, downscale)| Output { mask, downscale })
+}
+
 fn segment_request() -> impl Strategy<Value = SegmentRequest> {
     let point =
         (any::<u16>(), any::<u16>(), label()).prop_map(|(x, y, label)| Point { x, y, label });
-    let frame = prop_oneof![
-        Just(FrameSelector::Latest),
-        any::<u32>().prop_map(FrameSelector::Id)
-    ];
-    let mask = prop_oneof![Just(MaskEncoding::None), Just(MaskEncoding::Rle)];
     (
         vec(point, 0..20),
         option::of(rect()),
-        frame,
-        mask,
-        any::<u8>(),
+        frame_selector(),
+        output(),
     )
         .prop_map(
-            |(points, box_prompt, frame, mask, downscale)| SegmentRequest {
+            |(points, box_prompt, frame, output)| SegmentRequest {
                 points,
                 box_prompt,
                 frame,
-                output: Output { mask, downscale },
+                output,
             },
         )
 }
@@ -323,6 +346,14 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(index, count, runs)| Message::MaskChunk(MaskChunk { index, count, runs })),
         Just(Message::GetStatus),
         status().prop_map(Message::Status),
+        (frame_selector(), any::<u8>(), any::<u16>(), output()).prop_map(|(frame, points_per_side, max_objects, output)| {
+            Message::EverythingRequest(EverythingRequest { frame, points_per_side, max_objects, output })
+        }),
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>(), any::<u16>()).prop_map(
+            |(frame_id, frame_age_ms, elapsed_ms, prompts, found, objects)| {
+                Message::Objects(Objects { frame_id, frame_age_ms, elapsed_ms, prompts, found, objects })
+            }
+        ),
         (error_code(), ".{0,60}")
             .prop_map(|(code, message)| Message::Error(ErrorReply { code, message })),
     ]

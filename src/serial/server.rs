@@ -21,8 +21,9 @@ use super::codec::MAX_FRAME;
 use super::geometry::{shape, WireMask};
 use super::link::{Link, LinkError};
 use super::message::*;
-use crate::model::{BoxPrompt, Point as PromptPoint, Prompt};
-use crate::pipeline::{self, Answer, Job, Pipeline, Rejection, Reply};
+use crate::everything;
+use crate::model::{BoxPrompt, Mask, Point as PromptPoint, Prompt};
+use crate::pipeline::{self, EverythingJob, EverythingReply, Job, Objects as FoundObjects, Pipeline, Rejection, Reply};
 
 /// Answers remembered for duplicate requests (docs/PROTOCOL.md, section 6).
 pub const ANSWERS_KEPT: usize = 16;
@@ -30,6 +31,8 @@ pub const ANSWERS_KEPT: usize = 16;
 pub const DRAIN_READ: Duration = Duration::from_secs(1);
 /// Largest mask downscale factor a request may ask for.
 const MAX_DOWNSCALE: u8 = 64;
+/// Largest grid an EverythingRequest may ask for: 4096 prompts.
+const MAX_POINTS_PER_SIDE: u8 = 64;
 
 /// What the daemon announces and enforces on the line.
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ pub struct ServerSettings {
     pub model: String,
     pub max_points: u8,
     pub heartbeat: Duration,
+    /// How EverythingRequests run; their `points_per_side` 0 means this one's.
+    pub everything: everything::Settings,
 }
 
 /// Serves one open line until `stop` is set or the line fails.
@@ -67,12 +72,15 @@ where
     let state = Mutex::new(State::default());
     let (outgoing, to_write) = unbounded::<(u32, Vec<Message>)>();
     let (replies, answered) = unbounded::<Reply>();
+    let (objects_replies, objects_answered) = unbounded::<EverythingReply>();
+    let answered = Answered { segments: answered, objects: objects_answered };
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_loop(Link::new(writer), &to_write, &answered, pipeline, settings, &state));
-        let read = read_loop(Link::new(reader), &outgoing, &replies, pipeline, settings, &state, stop);
+        let to_pipeline = ToPipeline { segments: replies, objects: objects_replies };
+        let read = read_loop(Link::new(reader), &outgoing, &to_pipeline, pipeline, settings, &state, stop);
         reading_done.store(true, Ordering::SeqCst);
         drop(outgoing);
-        drop(replies);
+        drop(to_pipeline);
         let write = writer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the serial writer panicked")));
         read.and(write)
     })
@@ -93,9 +101,23 @@ struct State {
 struct Pending {
     request_id: u32,
     output: Output,
+    /// For an EverythingRequest: most objects sent, 0 for all.
+    max_objects: u16,
 }
 
-/// What to do with a SegmentRequest's id.
+/// Where the pipeline's replies go, by request kind.
+struct ToPipeline {
+    segments: Sender<Reply>,
+    objects: Sender<EverythingReply>,
+}
+
+/// The writer's ends of [`ToPipeline`].
+struct Answered {
+    segments: Receiver<Reply>,
+    objects: Receiver<EverythingReply>,
+}
+
+/// What to do with a request's id.
 enum Seen {
     New,
     InFlight,
@@ -147,7 +169,7 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Vec<Message> {
 fn read_loop<R: Read + Write>(
     mut link: Link<R>,
     outgoing: &Sender<(u32, Vec<Message>)>,
-    replies: &Sender<Reply>,
+    replies: &ToPipeline,
     pipeline: &Arc<Pipeline>,
     settings: &ServerSettings,
     state: &Mutex<State>,
@@ -198,7 +220,21 @@ fn read_loop<R: Read + Write>(
                     debug!("serial: request {id} is a duplicate of one in flight");
                     continue;
                 }
-                Seen::New => match submit(request, id, replies, pipeline, settings, state) {
+                Seen::New => match submit(request, id, &replies.segments, pipeline, settings, state) {
+                    Ok(()) => continue,
+                    Err(messages) => messages,
+                },
+            },
+            Message::EverythingRequest(request) => match seen(state, id) {
+                Seen::Answered(messages) => {
+                    debug!("serial: request {id} is a duplicate, resending its answer");
+                    messages
+                }
+                Seen::InFlight => {
+                    debug!("serial: request {id} is a duplicate of one in flight");
+                    continue;
+                }
+                Seen::New => match submit_everything(request, id, &replies.objects, pipeline, settings, state) {
                     Ok(()) => continue,
                     Err(messages) => messages,
                 },
@@ -242,23 +278,68 @@ fn submit(
         let mut state = lock();
         state.next_tag = state.next_tag.wrapping_add(1);
         let tag = state.next_tag;
-        state.pending.insert(tag, Pending { request_id, output: request.output });
+        state.pending.insert(tag, Pending { request_id, output: request.output, max_objects: 0 });
         tag
     };
-    let frame = match request.frame {
+    let job = Job { prompt, frame: frame_selector(request.frame), tag, reply: replies.clone() };
+    pipeline.submit(job).map_err(|(rejection, _)| not_queued(state, tag, request_id, &rejection))
+}
+
+/// Queues an EverythingRequest on the pipeline, or returns the error answer.
+fn submit_everything(
+    request: EverythingRequest,
+    request_id: u32,
+    replies: &Sender<EverythingReply>,
+    pipeline: &Pipeline,
+    settings: &ServerSettings,
+    state: &Mutex<State>,
+) -> Result<(), Vec<Message>> {
+    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
+    let invalid = match (request.points_per_side, request.output.downscale) {
+        (n, _) if n > MAX_POINTS_PER_SIDE => Some(format!("points_per_side {n} is outside 0-{MAX_POINTS_PER_SIDE}")),
+        (_, d) if !(1..=MAX_DOWNSCALE).contains(&d) => Some(format!("downscale {d} is outside 1-{MAX_DOWNSCALE}")),
+        _ => None,
+    };
+    if let Some(why) = invalid {
+        let answer = error(ErrorCode::InvalidPrompt, why);
+        lock().finish(request_id, &answer);
+        return Err(answer);
+    }
+    let mut everything = settings.everything.clone();
+    if request.points_per_side != 0 {
+        everything.points_per_side = usize::from(request.points_per_side);
+    }
+    let tag = {
+        let mut state = lock();
+        state.next_tag = state.next_tag.wrapping_add(1);
+        let tag = state.next_tag;
+        let pending = Pending { request_id, output: request.output, max_objects: request.max_objects };
+        state.pending.insert(tag, pending);
+        tag
+    };
+    let job = EverythingJob { settings: everything, frame: frame_selector(request.frame), tag, reply: replies.clone() };
+    pipeline.submit_everything(job).map_err(|(rejection, _)| not_queued(state, tag, request_id, &rejection))
+}
+
+fn frame_selector(frame: FrameSelector) -> pipeline::FrameSelector {
+    match frame {
         FrameSelector::Latest => pipeline::FrameSelector::Latest,
         FrameSelector::Id(id) => pipeline::FrameSelector::Id(id),
-    };
-    let job = Job { prompt, frame, tag, reply: replies.clone() };
-    match pipeline.submit(job) {
-        Ok(()) => Ok(()),
-        Err((rejection, _)) => {
-            let mut state = lock();
-            state.pending.remove(&tag);
-            state.forget(request_id);
-            Err(error(ErrorCode::Busy, rejection.to_string()))
-        }
     }
+}
+
+/// The answer to a request the pipeline refused. A busy one is forgotten,
+/// so that a retry with the same id runs; any other refusal is final.
+fn not_queued(state: &Mutex<State>, tag: u32, request_id: u32, rejection: &Rejection) -> Vec<Message> {
+    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+    state.pending.remove(&tag);
+    let answer = rejection_messages(rejection);
+    if matches!(rejection, Rejection::Busy | Rejection::Stopping) {
+        state.forget(request_id);
+    } else {
+        state.finish(request_id, &answer);
+    }
+    answer
 }
 
 /// A SegmentRequest as a model prompt; checks what does not need the frame.
@@ -301,19 +382,20 @@ fn to_prompt(request: &SegmentRequest, settings: &ServerSettings) -> Result<Prom
 fn write_loop<W: Read + Write>(
     mut link: Link<W>,
     to_write: &Receiver<(u32, Vec<Message>)>,
-    answered: &Receiver<Reply>,
+    answered: &Answered,
     pipeline: &Pipeline,
     settings: &ServerSettings,
     state: &Mutex<State>,
 ) -> Result<()> {
     let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
-    let (no_messages, no_replies) = (never(), never());
-    let (mut reader_gone, mut jobs_done) = (false, false);
-    // `to_write` closes when the reader stops; `answered` once every queued
-    // job has replied. Heartbeats go on until both have happened.
-    while !(reader_gone && jobs_done) {
+    let (no_messages, no_replies, no_objects) = (never(), never(), never());
+    let (mut reader_gone, mut segments_done, mut objects_done) = (false, false, false);
+    // `to_write` closes when the reader stops; the reply channels once every
+    // queued job has replied. Heartbeats go on until all have happened.
+    while !(reader_gone && segments_done && objects_done) {
         let messages_in = if reader_gone { &no_messages } else { to_write };
-        let replies_in = if jobs_done { &no_replies } else { answered };
+        let replies_in = if segments_done { &no_replies } else { &answered.segments };
+        let objects_in = if objects_done { &no_objects } else { &answered.objects };
         let (request_id, messages) = select! {
             recv(messages_in) -> next => match next {
                 Ok(next) => next,
@@ -322,11 +404,26 @@ fn write_loop<W: Read + Write>(
             recv(replies_in) -> reply => match reply {
                 Ok(reply) => {
                     let Some(pending) = lock().pending.remove(&reply.tag) else { continue };
-                    let messages = result_messages(&reply, pending.output);
+                    let messages = match &reply.result {
+                        Ok(answer) => segment_result(answer, pending.output),
+                        Err(rejection) => rejection_messages(rejection),
+                    };
                     lock().finish(pending.request_id, &messages);
                     (pending.request_id, messages)
                 }
-                Err(_) => { jobs_done = true; continue }
+                Err(_) => { segments_done = true; continue }
+            },
+            recv(objects_in) -> reply => match reply {
+                Ok(reply) => {
+                    let Some(pending) = lock().pending.remove(&reply.tag) else { continue };
+                    let messages = match &reply.result {
+                        Ok(found) => objects_answer(found, &pending),
+                        Err(rejection) => rejection_messages(rejection),
+                    };
+                    lock().finish(pending.request_id, &messages);
+                    (pending.request_id, messages)
+                }
+                Err(_) => { objects_done = true; continue }
             },
             default(settings.heartbeat) => (0, vec![Message::Status(status(pipeline, lock().drops))]),
         };
@@ -335,31 +432,71 @@ fn write_loop<W: Read + Write>(
     Ok(())
 }
 
-/// The SegmentResult (and mask chunks) or the Error for a decoded job.
-fn result_messages(reply: &Reply, output: Output) -> Vec<Message> {
-    match &reply.result {
-        Ok(answer) => segment_result(answer, output)
-            .unwrap_or_else(|e| error(ErrorCode::Internal, format!("{e:#}"))),
-        Err(rejection) => {
-            let code = match rejection {
-                Rejection::Busy => ErrorCode::Busy,
-                Rejection::InvalidPrompt(_) => ErrorCode::InvalidPrompt,
-                Rejection::NoFrame(_) => ErrorCode::NoFrame,
-                Rejection::Internal(_) => ErrorCode::Internal,
-            };
-            error(code, rejection.to_string())
-        }
-    }
+fn rejection_messages(rejection: &Rejection) -> Vec<Message> {
+    let code = match rejection {
+        // Stopping: retry later, as for a full queue (the daemon restarts or another takes over).
+        Rejection::Busy | Rejection::Stopping => ErrorCode::Busy,
+        Rejection::InvalidPrompt(_) => ErrorCode::InvalidPrompt,
+        Rejection::NoFrame(_) => ErrorCode::NoFrame,
+        Rejection::Internal(_) => ErrorCode::Internal,
+    };
+    error(code, rejection.to_string())
 }
 
-fn segment_result(answer: &Answer, output: Output) -> Result<Vec<Message>> {
-    let mask = &answer.mask.mask;
-    let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// The SegmentResult (and mask chunks) for a decoded prompt.
+fn segment_result(answer: &pipeline::Answer, output: Output) -> Vec<Message> {
+    let timing = Timing { frame_id: answer.frame.id, frame_age_ms: millis(answer.frame_age), decode_ms: millis(answer.decode) };
+    let scores = (answer.mask.predicted_iou, answer.mask.stability);
+    mask_result(&answer.mask.mask, scores, timing, output).unwrap_or_else(|e| error(ErrorCode::Internal, format!("{e:#}")))
+}
+
+/// The Objects head, then a SegmentResult (and mask chunks) per object.
+fn objects_answer(found: &FoundObjects, pending: &Pending) -> Vec<Message> {
+    let sent = match pending.max_objects {
+        0 => found.masks.len(),
+        most => found.masks.len().min(usize::from(most)),
+    };
+    let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+    let elapsed_ms = millis(found.elapsed);
+    let timing = Timing { frame_id: found.frame.id, frame_age_ms: millis(found.frame_age), decode_ms: elapsed_ms };
+    let mut messages = vec![Message::Objects(Objects {
+        frame_id: found.frame.id,
+        frame_age_ms: timing.frame_age_ms,
+        elapsed_ms,
+        prompts: count(found.prompts),
+        found: count(found.masks.len()),
+        objects: count(sent),
+    })];
+    for proposed in &found.masks[..sent] {
+        let result = proposed
+            .mask()
+            .and_then(|mask| mask_result(&mask, (proposed.predicted_iou, proposed.stability), timing, pending.output));
+        match result {
+            Ok(result) => messages.extend(result),
+            Err(e) => return error(ErrorCode::Internal, format!("{e:#}")),
+        }
+    }
+    messages
+}
+
+/// The frame and timing fields of a SegmentResult.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    frame_id: u32,
+    frame_age_ms: u32,
+    decode_ms: u32,
+}
+
+fn mask_result(mask: &Mask, (predicted_iou, stability): (f32, f32), timing: Timing, output: Output) -> Result<Vec<Message>> {
     let mut result = SegmentResult {
         status: ResultStatus::Empty,
-        frame_id: answer.frame.id,
-        frame_age_ms: millis(answer.frame_age),
-        decode_ms: millis(answer.decode),
+        frame_id: timing.frame_id,
+        frame_age_ms: timing.frame_age_ms,
+        decode_ms: timing.decode_ms,
         predicted_iou: 0.0,
         stability_score: 0.0,
         area: 0,
@@ -374,8 +511,8 @@ fn segment_result(answer: &Answer, output: Output) -> Result<Vec<Message>> {
         return Ok(vec![Message::SegmentResult(result)]);
     };
     result.status = ResultStatus::Ok;
-    result.predicted_iou = answer.mask.predicted_iou;
-    result.stability_score = answer.mask.stability;
+    result.predicted_iou = predicted_iou;
+    result.stability_score = stability;
     result.area = geometry.area;
     result.bbox = geometry.bbox;
     result.centroid = geometry.centroid;

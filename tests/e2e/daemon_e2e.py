@@ -45,6 +45,8 @@ class Session:
         self.client = mc.Client.open(port_path, timeout=30.0, retries=0)
         self.next_id = 1000
         self.heartbeats: list[mc.Status] = []
+        self.finished: list[int] = []  # request ids, in the order their answers completed
+        self.finished_at: dict[int, float] = {}  # request id -> perf_counter() when its answer completed
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -71,6 +73,8 @@ class Session:
                 partial.setdefault(item.request_id, []).append(item)
                 if not item.more:
                     answers.setdefault(item.request_id, []).append(partial.pop(item.request_id))
+                    self.finished.append(item.request_id)
+                    self.finished_at[item.request_id] = time.perf_counter()
             if ids and ids.issubset(answers) and not partial:
                 break
         return answers
@@ -112,6 +116,8 @@ def main() -> int:
     parser.add_argument("--expected", required=True, help="JSON: width, height, bits of maskd segment's mask")
     parser.add_argument("--daemon-pid", type=int, required=True)
     parser.add_argument("--queue-capacity", type=int, required=True)
+    parser.add_argument("--expected-everything", required=True,
+                        help="SAM JSON records of maskd everything --points-per-side 4 on the same image")
     args = parser.parse_args()
     expected = json.loads(Path(args.expected).read_text())
     s = Session(args.port)
@@ -149,6 +155,47 @@ def main() -> int:
     check(isinstance(by_id, mc.SegmentResult) and by_id.frame_id == frame_id, f"by id: {by_id}")
     check(error_code(s.ask(segment_request(frame_id=999_999))) == mc.ErrorCode.NO_FRAME, "frame 999999")
     print("ok   frame selector: by id, and NoFrame for a frame not kept")
+
+    # Everything: the objects equal maskd everything's on the same image and grid, best first.
+    reference = json.loads(Path(args.expected_everything).read_text())
+    frames = s.ask(mc.EverythingRequest(frame_id, 4, 3, mc.MaskEncoding.RLE, 4), seconds=300)
+    head = frames[0].message
+    check(isinstance(head, mc.Objects), f"EverythingRequest answered with {head}")
+    objects = mc.split_results(frames[1:])
+    check(head.frame_id == frame_id and head.prompts == 16, f"objects head {head}")
+    check(head.found == len(reference) and head.objects == len(objects) == min(3, len(reference)),
+          f"{head}, {len(objects)} objects sent, maskd everything found {len(reference)}")
+    for (result, cells), record in zip(objects, reference):
+        x, y, w, h = record["bbox"]
+        bbox = (result.bbox.x0, result.bbox.y0, result.bbox.x1, result.bbox.y1)
+        check(bbox == (x, y, x + w, y + h) and result.area == record["area"], f"{result} vs {record['bbox']}")
+        check(abs(result.predicted_iou - record["predicted_iou"]) < 1e-5, f"{result} vs {record}")
+        check(result.frame_id == frame_id and result.mask.downscale == 4 and cells is not None, f"{result}")
+        check(sum(map(sum, cells)) > 0, "an object's mask is empty")
+    print(f"ok   everything: {head.found} objects from {head.prompts} prompts in {head.elapsed_ms} ms, "
+          f"the same as maskd everything's; {head.objects} sent with their masks")
+
+    # A prompt sent while a long everything job runs is answered before the job ends.
+    job, prompt = s.new_id(), s.new_id()
+    s.send(mc.EverythingRequest(frame_id, 8, 0, mc.MaskEncoding.NONE, 1), job)
+    time.sleep(0.5)
+    sent = time.perf_counter()
+    s.send(segment_request(point=(200, 150)), prompt)
+    answers = s.collect({job, prompt}, 300)
+    check(job in answers and prompt in answers, f"answers: {sorted(answers)}")
+    check(s.finished.index(prompt) < s.finished.index(job), "the prompt waited for the everything job")
+    prompt_ms = (s.finished_at[prompt] - sent) * 1e3
+    job_head = answers[job][0][0].message
+    check(isinstance(job_head, mc.Objects) and job_head.prompts == 64, f"8x8 job: {job_head}")
+    report["everything_8x8"] = {"elapsed_ms": job_head.elapsed_ms, "prompt_during_job_ms": round(prompt_ms, 1)}
+    print(f"ok   priority: a prompt during an 8x8 everything job ({job_head.elapsed_ms} ms) "
+          f"was answered in {prompt_ms:.0f} ms, before the job ended")
+
+    wide = s.ask(mc.EverythingRequest(None, 65, 0, mc.MaskEncoding.NONE, 1))
+    check(error_code(wide) == mc.ErrorCode.INVALID_PROMPT, f"points_per_side 65: {wide[0].message}")
+    flat = s.ask(mc.EverythingRequest(None, 4, 0, mc.MaskEncoding.RLE, 0))
+    check(error_code(flat) == mc.ErrorCode.INVALID_PROMPT, f"downscale 0: {flat[0].message}")
+    print("ok   invalid everything requests: 65 points per side, downscale 0")
 
     # Invalid prompts are answered, not dropped.
     outside = s.ask(segment_request(point=(expected["width"] + 5, 10)))
@@ -236,14 +283,18 @@ def main() -> int:
     status = s.heartbeats[-1]
     print(f"ok   heartbeat: camera {status.camera.name}, encoder {status.encoder_ms:.0f} ms")
 
-    # SIGTERM drains: a request sent just before is still answered.
-    last = s.new_id()
+    # SIGTERM drains: a request sent just before is still answered; a long
+    # everything job is cut short and answered Busy, so the client retries elsewhere.
+    last, cut = s.new_id(), s.new_id()
     s.send(segment_request(point=(260, 170)), last)
+    s.send(mc.EverythingRequest(None, 32, 0, mc.MaskEncoding.NONE, 1), cut)
     time.sleep(0.05)
     os.kill(args.daemon_pid, signal.SIGTERM)
-    answers = s.collect({last}, 60)
+    answers = s.collect({last, cut}, 60)
     check(len(answers.get(last, [])) == 1 and error_code(answers[last][0]) is None, f"in-flight answer: {answers.get(last)}")
-    print("ok   SIGTERM: the request in flight was answered")
+    check(len(answers.get(cut, [])) == 1 and error_code(answers[cut][0]) == mc.ErrorCode.BUSY,
+          f"everything job at shutdown: {answers.get(cut)}")
+    print("ok   SIGTERM: the prompt in flight was answered, the everything job answered Busy")
 
     print(json.dumps(report))
     return 0
