@@ -211,6 +211,19 @@ fn everything_snapshots_are_written_on_a_timer_and_pruned() {
         || log_of(&config).lines().filter(|l| l.contains("snapshot: ") && l.contains(" objects on frame ")).count() >= 3,
         || format!("fewer than 3 snapshots\n{}", log_of(&config)),
     );
+    // The client's command line asks for the same over the line, between the snapshots.
+    let out = Command::new(client_python())
+        .arg(repo().join("board/maskd_client.py"))
+        .arg("--port")
+        .arg(dir.join("tty"))
+        .args(["--timeout", "120", "everything", "--points-per-side", "2", "--max-objects", "1", "--rle"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "maskd_client.py everything: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let head: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!((head["type"].as_str(), head["prompts"].as_u64()), (Some("Objects"), Some(4)), "{stdout}");
+    assert_eq!(stdout.lines().count() as u64, 1 + head["objects"].as_u64().unwrap(), "{stdout}");
     daemon.signal("TERM");
     assert!(daemon.wait(Duration::from_secs(60)).success(), "{}", log_of(&config));
     let mut names: Vec<String> =
