@@ -211,34 +211,18 @@ fn read_loop<R: Read + Write>(
                 vec![Message::Capabilities(capabilities(pipeline, settings))]
             }
             Message::GetStatus => vec![Message::Status(status(pipeline, lock().drops))],
-            Message::SegmentRequest(request) => match seen(state, id) {
-                Seen::Answered(messages) => {
-                    debug!("serial: request {id} is a duplicate, resending its answer");
-                    messages
+            Message::SegmentRequest(request) => {
+                match queue(state, id, || submit(request, id, &replies.segments, pipeline, settings, state)) {
+                    Some(messages) => messages,
+                    None => continue,
                 }
-                Seen::InFlight => {
-                    debug!("serial: request {id} is a duplicate of one in flight");
-                    continue;
+            }
+            Message::EverythingRequest(request) => {
+                match queue(state, id, || submit_everything(request, id, &replies.objects, pipeline, settings, state)) {
+                    Some(messages) => messages,
+                    None => continue,
                 }
-                Seen::New => match submit(request, id, &replies.segments, pipeline, settings, state) {
-                    Ok(()) => continue,
-                    Err(messages) => messages,
-                },
-            },
-            Message::EverythingRequest(request) => match seen(state, id) {
-                Seen::Answered(messages) => {
-                    debug!("serial: request {id} is a duplicate, resending its answer");
-                    messages
-                }
-                Seen::InFlight => {
-                    debug!("serial: request {id} is a duplicate of one in flight");
-                    continue;
-                }
-                Seen::New => match submit_everything(request, id, &replies.objects, pipeline, settings, state) {
-                    Ok(()) => continue,
-                    Err(messages) => messages,
-                },
-            },
+            }
             other => error(
                 ErrorCode::MalformedBody,
                 format!("{:?} is sent by the daemon, not to it", other.kind()),
@@ -251,9 +235,32 @@ fn read_loop<R: Read + Write>(
     Ok(())
 }
 
-/// Looks `id` up, releasing the lock before the caller acts on the answer.
-fn seen(state: &Mutex<State>, id: u32) -> Seen {
-    state.lock().unwrap_or_else(PoisonError::into_inner).seen(id)
+/// Runs `submit` for a request id not seen before. Returns the messages to
+/// send now: a duplicate's stored answer, or the error of a request not
+/// queued; `None` when the pipeline will answer (or already is).
+fn queue(state: &Mutex<State>, id: u32, submit: impl FnOnce() -> Result<(), Vec<Message>>) -> Option<Vec<Message>> {
+    // The lock is released before `submit`, which takes it again.
+    let seen = state.lock().unwrap_or_else(PoisonError::into_inner).seen(id);
+    match seen {
+        Seen::Answered(messages) => {
+            debug!("serial: request {id} is a duplicate, resending its answer");
+            Some(messages)
+        }
+        Seen::InFlight => {
+            debug!("serial: request {id} is a duplicate of one in flight");
+            None
+        }
+        Seen::New => submit().err(),
+    }
+}
+
+/// Records a request handed to the pipeline; returns the job's tag.
+fn pend(state: &Mutex<State>, pending: Pending) -> u32 {
+    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+    state.next_tag = state.next_tag.wrapping_add(1);
+    let tag = state.next_tag;
+    state.pending.insert(tag, pending);
+    tag
 }
 
 /// Queues a request on the pipeline, or returns the error answer.
@@ -274,13 +281,7 @@ fn submit(
             return Err(answer);
         }
     };
-    let tag = {
-        let mut state = lock();
-        state.next_tag = state.next_tag.wrapping_add(1);
-        let tag = state.next_tag;
-        state.pending.insert(tag, Pending { request_id, output: request.output, max_objects: 0 });
-        tag
-    };
+    let tag = pend(state, Pending { request_id, output: request.output, max_objects: 0 });
     let job = Job { prompt, frame: frame_selector(request.frame), tag, reply: replies.clone() };
     pipeline.submit(job).map_err(|(rejection, _)| not_queued(state, tag, request_id, &rejection))
 }
@@ -309,14 +310,7 @@ fn submit_everything(
     if request.points_per_side != 0 {
         everything.points_per_side = usize::from(request.points_per_side);
     }
-    let tag = {
-        let mut state = lock();
-        state.next_tag = state.next_tag.wrapping_add(1);
-        let tag = state.next_tag;
-        let pending = Pending { request_id, output: request.output, max_objects: request.max_objects };
-        state.pending.insert(tag, pending);
-        tag
-    };
+    let tag = pend(state, Pending { request_id, output: request.output, max_objects: request.max_objects });
     let job = EverythingJob { settings: everything, frame: frame_selector(request.frame), tag, reply: replies.clone() };
     pipeline.submit_everything(job).map_err(|(rejection, _)| not_queued(state, tag, request_id, &rejection))
 }
