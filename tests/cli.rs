@@ -44,7 +44,8 @@ fn segment_writes_overlay_mask_and_json_matching_the_reference() {
         .expect("a golden case with several points or a box");
     let overlay = scratch("overlay.png");
     let mask_path = scratch("mask.png");
-    let mut args = vec!["segment".to_string(), "--image".into(), case.image_path().display().to_string()];
+    // The f32 model, held to the parity bound against PyTorch.
+    let mut args = vec!["segment".to_string(), "--precision".into(), "f32".into(), "--image".into(), case.image_path().display().to_string()];
     for [x, y, label] in &case.points {
         args.extend(["--point".into(), format!("{x},{y},{label}")]);
     }
@@ -82,6 +83,8 @@ fn text_report_names_scores_bbox_area_and_timings() {
     for field in ["encode", "decode", "predicted IoU", "stability", "area", "bbox", "best of 3 multimask"] {
         assert!(text.contains(field), "{field:?} not in:\n{text}");
     }
+    // The int8-weight model is the default.
+    assert!(text.contains("mobile_sam (int8)"), "{text}");
 }
 
 #[test]

@@ -124,7 +124,7 @@ fn log_of(config: &Path) -> String {
 fn expected_mask(dir: &Path) -> PathBuf {
     let mask_png = dir.join("expected.png");
     let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
-        .args(["segment", "--quantized", "--point", "255,180", "--out"])
+        .args(["segment", "--precision", "int8", "--point", "255,180", "--out"])
         .arg(dir.join("expected_overlay.png"))
         .arg("--mask-out")
         .arg(&mask_png)
@@ -146,7 +146,7 @@ fn expected_mask(dir: &Path) -> PathBuf {
 fn expected_everything(dir: &Path) -> PathBuf {
     let json = dir.join("expected_everything.json");
     let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
-        .args(["everything", "--quantized", "--points-per-side", "4", "--out"])
+        .args(["everything", "--precision", "int8", "--points-per-side", "4", "--out"])
         .arg(dir.join("expected_everything.png"))
         .arg("--json")
         .arg(&json)

@@ -116,19 +116,31 @@ mod tests {
     }
 }
 
-/// Which model a command loads: `--model DIR` and `--quantized`.
+/// Which model a command loads: `--model DIR` and `--precision`.
 #[derive(Debug, clap::Args)]
 pub struct ModelArgs {
-    /// Use the quantized (int8) model.
-    #[arg(long)]
-    quantized: bool,
+    /// Weights to load: int8 (int8 weights, float32 compute; within the quality
+    /// gate of f32, docs/EVAL.md) or f32 (the reference export).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Int8)]
+    precision: PrecisionArg,
     /// Model directory (holding manifest.json).
     #[arg(long = "model", env = "MASKD_MODEL", default_value = "models/mobile_sam")]
     dir: PathBuf,
 }
 
+/// The values of `--precision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    Int8,
+    F32,
+}
+
 impl ModelArgs {
     pub fn load(&self) -> Result<Sam> {
-        Sam::load(&self.dir, if self.quantized { Precision::Int8 } else { Precision::F32 })
+        let precision = match self.precision {
+            PrecisionArg::Int8 => Precision::Int8,
+            PrecisionArg::F32 => Precision::F32,
+        };
+        Sam::load(&self.dir, precision)
     }
 }
