@@ -120,20 +120,26 @@ fn log_of(config: &Path) -> String {
     std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
 }
 
-/// `maskd segment`'s mask for the same image and prompt, as the client script reads it.
-fn expected_mask(dir: &Path) -> PathBuf {
-    let mask_png = dir.join("expected.png");
+/// Runs `maskd ARGS --precision int8 --image <golden image>` (the daemon's model) and checks it succeeded.
+fn maskd_on_golden_image(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
-        .args(["segment", "--precision", "int8", "--point", "255,180", "--out"])
-        .arg(dir.join("expected_overlay.png"))
-        .arg("--mask-out")
-        .arg(&mask_png)
-        .arg("--image")
+        .args(args)
+        .args(["--precision", "int8", "--image"])
         .arg(golden_image())
         .env("MASKD_MODEL", model_dir())
         .output()
         .unwrap();
-    assert!(out.status.success(), "maskd segment: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "maskd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+/// `maskd segment`'s mask for the same image and prompt, as the client script reads it.
+fn expected_mask(dir: &Path) -> PathBuf {
+    let (overlay, mask_png) = (dir.join("expected_overlay.png"), dir.join("expected.png"));
+    maskd_on_golden_image(&["segment", "--point", "255,180", "--out", utf8(&overlay), "--mask-out", utf8(&mask_png)]);
     let mask = image::open(&mask_png).unwrap().to_luma8();
     let bits: String = mask.pixels().map(|p| if p[0] > 127 { '1' } else { '0' }).collect();
     let path = dir.join("expected.json");
@@ -144,18 +150,8 @@ fn expected_mask(dir: &Path) -> PathBuf {
 
 /// `maskd everything`'s SAM records for the golden image on a 4x4 grid.
 fn expected_everything(dir: &Path) -> PathBuf {
-    let json = dir.join("expected_everything.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
-        .args(["everything", "--precision", "int8", "--points-per-side", "4", "--out"])
-        .arg(dir.join("expected_everything.png"))
-        .arg("--json")
-        .arg(&json)
-        .arg("--image")
-        .arg(golden_image())
-        .env("MASKD_MODEL", model_dir())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "maskd everything: {}", String::from_utf8_lossy(&out.stderr));
+    let (overlay, json) = (dir.join("expected_everything.png"), dir.join("expected_everything.json"));
+    maskd_on_golden_image(&["everything", "--points-per-side", "4", "--out", utf8(&overlay), "--json", utf8(&json)]);
     json
 }
 

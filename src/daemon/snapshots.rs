@@ -11,6 +11,7 @@ use crossbeam_channel::{bounded, RecvTimeoutError};
 use log::{debug, info, warn};
 
 use super::config::SnapshotsConfig;
+use crate::display::{replace_file, write_png};
 use crate::everything::{self, ProposedMask, SamRecord, Settings};
 use crate::model::Mask;
 use crate::pipeline::{EverythingJob, FrameSelector, Objects, Pipeline, Rejection};
@@ -86,20 +87,12 @@ fn write(dir: &Path, objects: &Objects, keep: usize) -> Result<PathBuf> {
     let stem = dir.join(format!("everything-{unix_ms:013}-frame{}", objects.frame.id));
     let masks = objects.masks.iter().map(ProposedMask::mask).collect::<Result<Vec<Mask>>>()?;
     let overlay = everything::overlay((*objects.frame.image).clone(), &masks);
-    let png = stem.with_extension("png");
-    replace(&png, |path| overlay.save_with_format(path, image::ImageFormat::Png).map_err(Into::into))?;
+    replace_file(&stem.with_extension("png"), |path| write_png(path, &overlay))?;
     let records: Vec<SamRecord> = objects.masks.iter().map(SamRecord::from).collect();
     let json = stem.with_extension("json");
-    replace(&json, |path| std::fs::write(path, serde_json::to_vec(&records)?).map_err(Into::into))?;
+    replace_file(&json, |path| Ok(std::fs::write(path, serde_json::to_vec(&records)?)?))?;
     prune(dir, keep)?;
     Ok(json)
-}
-
-/// Writes through a temporary file renamed over `path`.
-fn replace(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let temporary = path.with_extension("tmp");
-    write(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
 }
 
 /// Deletes all but the newest `keep` snapshots (their names sort by time).

@@ -17,4 +17,4 @@ pub use letterbox::Letterbox;
 pub use live::{compose, run_live, LiveSettings, Shown};
 pub use overlay::{Overlay, MASK_ALPHA, MASK_COLOR};
 pub use screen::Screen;
-pub use snapshot::{PngSnapshot, SnapshotSettings};
+pub use snapshot::{replace_file, write_png, PngSnapshot, SnapshotSettings};

@@ -56,7 +56,6 @@ impl SnapshotSettings {
 /// Writes each picture to a PNG file.
 pub struct PngSnapshot {
     path: PathBuf,
-    temporary: PathBuf,
     size: Size,
 }
 
@@ -67,39 +66,18 @@ impl PngSnapshot {
     /// The file's folder does not exist.
     pub fn new(settings: &SnapshotSettings) -> Result<PngSnapshot> {
         let path = settings.path.clone();
-        let name = path.file_name().context("display.path must name a file")?;
-        let folder = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
+        path.file_name().context("display.path must name a file")?;
+        let folder = folder_of(&path);
         ensure!(
             folder.is_dir(),
             "display.path {}: folder {} does not exist",
             path.display(),
             folder.display()
         );
-        // Same folder, so that the rename stays on one file system and is atomic.
-        let mut temporary_name = std::ffi::OsString::from(".");
-        temporary_name.push(name);
-        temporary_name.push(".tmp");
         Ok(PngSnapshot {
-            temporary: folder.join(temporary_name),
             path,
             size: Size::new(settings.width, settings.height),
         })
-    }
-
-    fn write_temporary(&self, picture: &RgbImage) -> Result<()> {
-        let file = File::create(&self.temporary)?;
-        let mut writer = BufWriter::new(file);
-        PngEncoder::new(&mut writer).write_image(
-            picture.as_raw(),
-            picture.width(),
-            picture.height(),
-            ExtendedColorType::Rgb8,
-        )?;
-        writer.into_inner().map_err(|e| e.into_error())?;
-        Ok(())
     }
 }
 
@@ -118,16 +96,48 @@ impl Screen for PngSnapshot {
             self.size.height,
             self.path.display()
         );
-        self.write_temporary(picture)
-            .with_context(|| format!("writing {}", self.temporary.display()))?;
-        std::fs::rename(&self.temporary, &self.path).with_context(|| {
-            format!(
-                "renaming {} to {}",
-                self.temporary.display(),
-                self.path.display()
-            )
-        })
+        replace_file(&self.path, |temporary| write_png(temporary, picture))
     }
+}
+
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `path` through a hidden temporary file beside it, renamed over
+/// it, so that a reader never sees half a file.
+///
+/// # Errors
+/// `path` names no file, or writing or renaming fails; the message names the file.
+pub fn replace_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path.file_name().with_context(|| format!("{} names no file", path.display()))?;
+    // Same folder, so that the rename stays on one file system and is atomic.
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(name);
+    temporary_name.push(".tmp");
+    let temporary = folder_of(path).join(temporary_name);
+    write(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
+}
+
+/// Writes `picture` as an RGB PNG file.
+///
+/// # Errors
+/// The file cannot be created or written.
+pub fn write_png(path: &Path, picture: &RgbImage) -> Result<()> {
+    let mut writer = BufWriter::new(File::create(path)?);
+    PngEncoder::new(&mut writer).write_image(
+        picture.as_raw(),
+        picture.width(),
+        picture.height(),
+        ExtendedColorType::Rgb8,
+    )?;
+    writer.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,14 +8,17 @@ use crate::model::{PixelBox, Size};
 /// image edge before the mask counts as cut off (SAM's `atol`).
 pub const CROP_EDGE_TOLERANCE: f32 = 20.0;
 
-/// SAM's quality filters, in its order: predicted IoU strictly above
-/// `pred_iou_thresh`, then stability at least `stability_thresh`; a
-/// threshold of 0 turns its filter off. An empty mask never passes the
-/// stability filter (SAM's score is 0/0 there).
-pub fn passes_quality(predicted_iou: f32, stability: f32, area: u64, pred_iou_thresh: f32, stability_thresh: f32) -> bool {
-    let iou_ok = pred_iou_thresh <= 0.0 || predicted_iou > pred_iou_thresh;
-    let stable = stability_thresh <= 0.0 || (area > 0 && stability >= stability_thresh);
-    iou_ok && stable
+/// SAM's first quality filter: predicted IoU strictly above
+/// `pred_iou_thresh` (0 turns it off). It needs no pixels, so it runs
+/// before a mask is upscaled.
+pub fn passes_iou(predicted_iou: f32, pred_iou_thresh: f32) -> bool {
+    pred_iou_thresh <= 0.0 || predicted_iou > pred_iou_thresh
+}
+
+/// SAM's second quality filter: stability at least `stability_thresh` (0
+/// turns it off). An empty mask never passes (SAM's score is 0/0 there).
+pub fn is_stable(stability: f32, area: u64, stability_thresh: f32) -> bool {
+    stability_thresh <= 0.0 || (area > 0 && stability >= stability_thresh)
 }
 
 /// SAM's `is_box_near_crop_edge`: whether a mask's box (image frame,
@@ -33,6 +36,11 @@ pub fn near_crop_edge(bbox: &PixelBox, crop: &CropBox, image: Size) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both filters, in SAM's order.
+    fn passes_quality(predicted_iou: f32, stability: f32, area: u64, pred_iou_thresh: f32, stability_thresh: f32) -> bool {
+        passes_iou(predicted_iou, pred_iou_thresh) && is_stable(stability, area, stability_thresh)
+    }
 
     #[test]
     fn predicted_iou_is_strict_and_stability_inclusive() {

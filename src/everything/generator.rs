@@ -10,7 +10,7 @@ use image::RgbImage;
 use thiserror::Error;
 
 use super::crops::{crop_boxes, CropBox};
-use super::filter::{near_crop_edge, passes_quality};
+use super::filter::{is_stable, near_crop_edge, passes_iou};
 use super::grid::{points_per_side, unit_grid};
 use super::nms::{nms, nms_box, rle_iou};
 use super::regions::{remove_small_regions, Region};
@@ -204,13 +204,13 @@ fn process_crop<F: FnMut(&Progress) -> ControlFlow<()>>(
         for (&[x, y], low_res) in batch.iter().zip(&decoded) {
             // SAM's generator always takes the 3 multimask outputs of a lone point.
             for token in 1..TOKENS {
-                // The predicted IoU filter needs no pixels: upscale only the masks that pass it.
-                if !passes_quality(low_res.ious[token], 1.0, 1, settings.pred_iou_thresh, 0.0) {
+                // Upscale only the masks that pass the pixel-free filter.
+                if !passes_iou(low_res.ious[token], settings.pred_iou_thresh) {
                     continue;
                 }
                 let candidate = low_res.candidate(token, &embedding.geometry);
                 let area = candidate.mask.area();
-                if !passes_quality(candidate.predicted_iou, candidate.stability, area, settings.pred_iou_thresh, settings.stability_thresh) {
+                if !is_stable(candidate.stability, area, settings.stability_thresh) {
                     continue;
                 }
                 // Empty masks are never proposed (SAM keeps them only with the stability filter off).

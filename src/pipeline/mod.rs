@@ -137,17 +137,7 @@ impl Pipeline {
     /// With the job back, which was not queued: [`Rejection::Busy`] when the
     /// queue is full, [`Rejection::Stopping`] during shutdown.
     pub fn submit(&self, job: Job) -> Result<(), (Rejection, Job)> {
-        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(queues) = queues.as_ref() else {
-            return Err((Rejection::Stopping, job));
-        };
-        match queues.prompts.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                self.shared.counters.busy_rejections.fetch_add(1, Ordering::Relaxed);
-                Err((Rejection::Busy, job))
-            }
-        }
+        self.enqueue(|queues| &queues.prompts, job)
     }
 
     /// Queues a request for every object in a frame; the answer goes to
@@ -166,11 +156,17 @@ impl Pipeline {
         if job.settings.crop_layers != 0 {
             return Err((Rejection::InvalidPrompt("the daemon runs no crop layers".into()), job));
         }
+        self.enqueue(|queues| &queues.everything, job)
+    }
+
+    /// Puts `job` on the queue `pick` chooses without waiting; a full queue
+    /// counts a busy rejection.
+    fn enqueue<T>(&self, pick: impl FnOnce(&Queues) -> &Sender<T>, job: T) -> Result<(), (Rejection, T)> {
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(queues) = queues.as_ref() else {
             return Err((Rejection::Stopping, job));
         };
-        match queues.everything.try_send(job) {
+        match pick(queues).try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 self.shared.counters.busy_rejections.fetch_add(1, Ordering::Relaxed);

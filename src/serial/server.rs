@@ -272,15 +272,7 @@ fn submit(
     settings: &ServerSettings,
     state: &Mutex<State>,
 ) -> Result<(), Vec<Message>> {
-    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
-    let prompt = match to_prompt(&request, settings) {
-        Ok(prompt) => prompt,
-        Err(why) => {
-            let answer = error(ErrorCode::InvalidPrompt, why);
-            lock().finish(request_id, &answer);
-            return Err(answer);
-        }
-    };
+    let prompt = to_prompt(&request, settings).map_err(|why| invalid(state, request_id, why))?;
     let tag = pend(state, Pending { request_id, output: request.output, max_objects: 0 });
     let job = Job { prompt, frame: frame_selector(request.frame), tag, reply: replies.clone() };
     pipeline.submit(job).map_err(|(rejection, _)| not_queued(state, tag, request_id, &rejection))
@@ -295,16 +287,13 @@ fn submit_everything(
     settings: &ServerSettings,
     state: &Mutex<State>,
 ) -> Result<(), Vec<Message>> {
-    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
-    let invalid = match (request.points_per_side, request.output.downscale) {
+    let why = match (request.points_per_side, request.output.downscale) {
         (n, _) if n > MAX_POINTS_PER_SIDE => Some(format!("points_per_side {n} is outside 0-{MAX_POINTS_PER_SIDE}")),
         (_, d) if !(1..=MAX_DOWNSCALE).contains(&d) => Some(format!("downscale {d} is outside 1-{MAX_DOWNSCALE}")),
         _ => None,
     };
-    if let Some(why) = invalid {
-        let answer = error(ErrorCode::InvalidPrompt, why);
-        lock().finish(request_id, &answer);
-        return Err(answer);
+    if let Some(why) = why {
+        return Err(invalid(state, request_id, why));
     }
     let mut everything = settings.everything.clone();
     if request.points_per_side != 0 {
@@ -313,6 +302,13 @@ fn submit_everything(
     let tag = pend(state, Pending { request_id, output: request.output, max_objects: request.max_objects });
     let job = EverythingJob { settings: everything, frame: frame_selector(request.frame), tag, reply: replies.clone() };
     pipeline.submit_everything(job).map_err(|(rejection, _)| not_queued(state, tag, request_id, &rejection))
+}
+
+/// The final `InvalidPrompt` answer to a request, kept for its duplicates.
+fn invalid(state: &Mutex<State>, request_id: u32, why: String) -> Vec<Message> {
+    let answer = error(ErrorCode::InvalidPrompt, why);
+    state.lock().unwrap_or_else(PoisonError::into_inner).finish(request_id, &answer);
+    answer
 }
 
 fn frame_selector(frame: FrameSelector) -> pipeline::FrameSelector {
@@ -396,27 +392,23 @@ fn write_loop<W: Read + Write>(
                 Err(_) => { reader_gone = true; continue }
             },
             recv(replies_in) -> reply => match reply {
-                Ok(reply) => {
-                    let Some(pending) = lock().pending.remove(&reply.tag) else { continue };
-                    let messages = match &reply.result {
-                        Ok(answer) => segment_result(answer, pending.output),
-                        Err(rejection) => rejection_messages(rejection),
-                    };
-                    lock().finish(pending.request_id, &messages);
-                    (pending.request_id, messages)
-                }
+                Ok(reply) => match answered_by(state, reply.tag, |pending| match &reply.result {
+                    Ok(answer) => segment_result(answer, pending.output),
+                    Err(rejection) => rejection_messages(rejection),
+                }) {
+                    Some(answer) => answer,
+                    None => continue,
+                },
                 Err(_) => { segments_done = true; continue }
             },
             recv(objects_in) -> reply => match reply {
-                Ok(reply) => {
-                    let Some(pending) = lock().pending.remove(&reply.tag) else { continue };
-                    let messages = match &reply.result {
-                        Ok(found) => objects_answer(found, &pending),
-                        Err(rejection) => rejection_messages(rejection),
-                    };
-                    lock().finish(pending.request_id, &messages);
-                    (pending.request_id, messages)
-                }
+                Ok(reply) => match answered_by(state, reply.tag, |pending| match &reply.result {
+                    Ok(found) => objects_answer(found, pending),
+                    Err(rejection) => rejection_messages(rejection),
+                }) {
+                    Some(answer) => answer,
+                    None => continue,
+                },
                 Err(_) => { objects_done = true; continue }
             },
             default(settings.heartbeat) => (0, vec![Message::Status(status(pipeline, lock().drops))]),
@@ -424,6 +416,16 @@ fn write_loop<W: Read + Write>(
         link.send_answer(request_id, messages).context("writing to the serial line")?;
     }
     Ok(())
+}
+
+/// The request a pipeline reply with `tag` answers, and its messages
+/// (stored for duplicates); `None` for a tag no longer pending.
+fn answered_by(state: &Mutex<State>, tag: u32, messages: impl FnOnce(&Pending) -> Vec<Message>) -> Option<(u32, Vec<Message>)> {
+    let pending = state.lock().unwrap_or_else(PoisonError::into_inner).pending.remove(&tag)?;
+    // Built without the lock: a long answer must not hold up the reader.
+    let messages = messages(&pending);
+    state.lock().unwrap_or_else(PoisonError::into_inner).finish(pending.request_id, &messages);
+    Some((pending.request_id, messages))
 }
 
 fn rejection_messages(rejection: &Rejection) -> Vec<Message> {
