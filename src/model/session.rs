@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
+use tract_onnx::prelude::tract_data::knobs::KnobScope;
 use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
 use tract_onnx::prelude::*;
 
@@ -32,10 +33,24 @@ pub fn load(
     model
         .select_outputs_by_name(outputs)
         .with_context(|| format!("{} must have outputs {outputs:?}", path.display()))?;
-    model
-        .into_optimized()
+    optimize_scope()?
+        .enter(|| model.into_optimized())
         .and_then(|m| m.into_runnable())
         .with_context(|| format!("optimizing {}", path.display()))
+}
+
+/// tract's settings for optimizing maskd's plans on this architecture. On
+/// x86-64 its direct spatial convolution runs the encoder's second
+/// patch-embedding conv (3x3, stride 2, 32 channels in) at a fifth of the
+/// matmul rate: im2col + matmul make the whole encoder about 6% faster
+/// (docs/PERFORMANCE.md). aarch64 keeps tract's choice until a board measures it.
+fn optimize_scope() -> Result<KnobScope> {
+    let knobs: &[(&str, &str)] = if cfg!(target_arch = "x86_64") {
+        &[("TRACT_DISABLE_DIRECT_SPATIAL", "true")]
+    } else {
+        &[]
+    };
+    KnobScope::new(knobs.iter().copied()).context("setting tract's optimization knobs")
 }
 
 /// A float32 input of a fixed shape.
@@ -54,4 +69,109 @@ pub fn set_threads(threads: usize) -> Result<()> {
     // A one-thread pool would still pay rayon's dispatch: run inline instead.
     set_default_executor(if threads == 1 { Executor::SingleThread } else { Executor::multithread(threads) });
     Ok(())
+}
+
+// What the knob changes is decided on x86-64 only (see `optimize_scope`).
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
+    use tract_onnx::pb::{
+        attribute_proto::AttributeType, tensor_proto::DataType, type_proto, AttributeProto,
+        GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+        TypeProto, ValueInfoProto,
+    };
+
+    fn f32_value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let dim = dims.iter().map(|&d| Dimension {
+            value: Some(dimension::Value::DimValue(d)),
+            ..Default::default()
+        });
+        let tensor = type_proto::Tensor {
+            elem_type: DataType::Float as i32,
+            shape: Some(TensorShapeProto { dim: dim.collect() }),
+        };
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(tensor)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A model of one conv shaped like the encoder's second patch-embedding
+    /// conv: 3x3, stride 2, 32 channels in, 64 out, over a 512x512 input.
+    fn patch_embedding_conv() -> InferenceModel {
+        let ints = |name: &str, ints: Vec<i64>| AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Ints as i32,
+            ints,
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![NodeProto {
+                op_type: "Conv".into(),
+                input: vec!["x".into(), "w".into()],
+                output: vec!["y".into()],
+                attribute: vec![
+                    ints("kernel_shape", vec![3, 3]),
+                    ints("strides", vec![2, 2]),
+                    ints("pads", vec![1, 1, 1, 1]),
+                ],
+                ..Default::default()
+            }],
+            initializer: vec![TensorProto {
+                name: "w".into(),
+                dims: vec![64, 32, 3, 3],
+                data_type: DataType::Float as i32,
+                float_data: vec![0.5; 64 * 32 * 9],
+                ..Default::default()
+            }],
+            input: vec![f32_value("x", &[1, 32, 512, 512])],
+            output: vec![f32_value("y", &[1, 64, 256, 256])],
+            ..Default::default()
+        };
+        let proto = ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        tract_onnx::onnx().model_for_proto_model(&proto).unwrap()
+    }
+
+    fn op_names(model: TypedModel) -> Vec<String> {
+        model
+            .nodes()
+            .iter()
+            .map(|node| node.op().name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn x86_64_runs_the_patch_embedding_conv_as_a_matmul() {
+        // Without the scope tract picks its direct convolution: if that ever
+        // changes, the knob has no case left and should go.
+        let default = op_names(patch_embedding_conv().into_optimized().unwrap());
+        assert!(
+            default.iter().any(|op| op == "DirectSpatialConv"),
+            "{default:?}"
+        );
+        let scoped = op_names(
+            optimize_scope()
+                .unwrap()
+                .enter(|| patch_embedding_conv().into_optimized())
+                .unwrap(),
+        );
+        assert!(
+            !scoped.iter().any(|op| op == "DirectSpatialConv"),
+            "{scoped:?}"
+        );
+        assert!(scoped.iter().any(|op| op == "OptMatMul"), "{scoped:?}");
+    }
 }
