@@ -28,7 +28,7 @@ cache="${MASKD_CACHE:-$HOME/.cache/maskd}"
 mkdir -p "$out" "$cache"
 out="$(cd "$out" && pwd)"
 
-script_hash="$(cat "$here/export.py" "$here/split_decoder.py" "$here/window_attention.py" "$here/requirements.txt" | sha256sum | cut -d' ' -f1)"
+script_hash="$(cat "$here/export.py" "$here/split_decoder.py" "$here/striped_convs.py" "$here/chunked_mlp.py" "$here/window_attention.py" "$here/requirements.txt" | sha256sum | cut -d' ' -f1)"
 
 # Up to date when the manifest comes from this exact script + pins and every
 # file it lists is intact. Uses the system python3 so no venv is needed.

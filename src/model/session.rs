@@ -35,8 +35,18 @@ pub fn load(
         .with_context(|| format!("{} must have outputs {outputs:?}", path.display()))?;
     optimize_scope()?
         .enter(|| model.into_optimized())
-        .and_then(|m| m.into_runnable())
+        .and_then(|m| m.into_runnable_with_options(&run_options()))
         .with_context(|| format!("optimizing {}", path.display()))
+}
+
+/// Plans run in depth-first order. tract's default order runs whichever node
+/// is ready first, so over the encoder's striped convolutions
+/// (models/striped_convs.py) it computes every stripe's first conv before any
+/// stripe's second and holds them all; depth first, each stripe is finished
+/// and freed before the next starts: the encoder's activations peak at 67 MB
+/// instead of 92 (docs/PERFORMANCE.md#memory).
+fn run_options() -> RunOptions {
+    RunOptions { skip_order_opt_ram: true, ..Default::default() }
 }
 
 /// tract's settings for optimizing maskd's plans on this architecture. On
