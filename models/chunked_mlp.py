@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from striped_convs import bands
+
 CHUNK_TOKENS = 4096
 
 
@@ -22,9 +24,7 @@ class ChunkedMlp(nn.Module):
         self.chunks = chunks
 
     def forward(self, x):  # x [B, L, C]
-        tokens = int(x.shape[1])
-        edges = [round(i * tokens / self.chunks) for i in range(self.chunks + 1)]
-        return torch.cat([self.mlp(x[:, a:b]) for a, b in zip(edges[:-1], edges[1:])], dim=1)
+        return torch.cat([self.mlp(x[:, a:b]) for a, b in bands(int(x.shape[1]), self.chunks)], dim=1)
 
 
 def chunk_mlps(encoder: nn.Module) -> int:

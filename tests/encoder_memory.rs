@@ -39,9 +39,9 @@ const MAX_RUN_MB: f64 = 92.0;
 
 #[test]
 fn encoding_a_frame_allocates_under_92_mb_over_the_loaded_model() {
+    let image = image::open(golden_dir().join("images/chelsea.png")).unwrap().to_rgb8();
     for precision in [Precision::Int8, Precision::F32] {
         let sam = Sam::load(model_dir(), precision).unwrap_or_else(|e| panic!("{e:#}"));
-        let image = image::open(golden_dir().join("images/chelsea.png")).unwrap().to_rgb8();
         // The first run allocates the plan's per-run state, as every run does.
         let before = LIVE.load(Relaxed);
         PEAK.store(before, Relaxed);
