@@ -6,13 +6,14 @@ mod common;
 use std::collections::HashMap;
 
 use common::{cases, model_dir, Case};
-use maskd::model::{Embedding, LowResMask, Masks, Precision, Sam};
+use maskd::model::{Compute, Embedding, LowResMask, Masks, Precision, Sam};
 
 /// Minimum IoU between our mask and PyTorch's at original resolution, f32 model.
 const F32_MIN_MASK_IOU: f64 = 0.995;
 /// Largest difference of predicted IoU from PyTorch's, f32 model.
 const F32_MAX_SCORE_DIFF: f32 = 0.01;
-/// Minimum IoU between the quantized model's masks and PyTorch's.
+/// Minimum IoU between the quantized model's masks and PyTorch's, with a
+/// float32 or a float16 encoder.
 const INT8_MIN_MASK_IOU: f64 = 0.95;
 
 struct Tolerance {
@@ -42,8 +43,8 @@ fn selected_cases() -> Vec<Case> {
 
 /// Decodes every selected golden case and checks each reference output
 /// against its token's mask; returns the mask IoUs.
-fn check_parity(precision: Precision, tolerance: Tolerance) -> Vec<f64> {
-    let sam = Sam::load(model_dir(), precision).unwrap_or_else(|e| panic!("{e:#}"));
+fn check_parity(precision: Precision, compute: Compute, tolerance: Tolerance) -> Vec<f64> {
+    let sam = Sam::load_computing(model_dir(), precision, compute).unwrap_or_else(|e| panic!("{e:#}"));
     let mut embeddings: HashMap<String, Embedding> = HashMap::new();
     let mut results: HashMap<String, Masks> = HashMap::new();
     let mut ious = Vec::new();
@@ -61,7 +62,7 @@ fn check_parity(precision: Precision, tolerance: Tolerance) -> Vec<f64> {
             let iou = ours.mask.iou(&output.mask());
             let score_diff = (ours.predicted_iou - output.iou).abs();
             println!(
-                "{precision} {:<28} token {}  mask IoU {iou:.4}  predicted IoU {:.4} vs {:.4}",
+                "{precision}/{compute} {:<28} token {}  mask IoU {iou:.4}  predicted IoU {:.4} vs {:.4}",
                 case.name, output.token, ours.predicted_iou, output.iou
             );
             ious.push(iou);
@@ -82,8 +83,8 @@ fn check_parity(precision: Precision, tolerance: Tolerance) -> Vec<f64> {
     }
     let mean = ious.iter().sum::<f64>() / ious.len() as f64;
     let min = ious.iter().copied().fold(f64::INFINITY, f64::min);
-    println!("{precision}: {} masks, mask IoU min {min:.4} mean {mean:.4}", ious.len());
-    assert!(failures.is_empty(), "{precision} parity failures:\n{}", failures.join("\n"));
+    println!("{precision}/{compute}: {} masks, mask IoU min {min:.4} mean {mean:.4}", ious.len());
+    assert!(failures.is_empty(), "{precision}/{compute} parity failures:\n{}", failures.join("\n"));
     ious
 }
 
@@ -102,7 +103,7 @@ fn prompt_with_mask_input(case: &Case, results: &HashMap<String, Masks>) -> mask
 
 #[test]
 fn f32_model_matches_pytorch_on_every_golden_prompt() {
-    let ious = check_parity(Precision::F32, Tolerance { min_mask_iou: F32_MIN_MASK_IOU, max_score_diff: Some(F32_MAX_SCORE_DIFF) });
+    let ious = check_parity(Precision::F32, Compute::F32, Tolerance { min_mask_iou: F32_MIN_MASK_IOU, max_score_diff: Some(F32_MAX_SCORE_DIFF) });
     // All goldens cover 18 masks; one photo's (MASKD_PARITY_IMAGES) fewer.
     let expected = if std::env::var_os("MASKD_PARITY_IMAGES").is_some() { 1 } else { 10 };
     assert!(ious.len() >= expected, "the goldens should cover at least {expected} masks, got {}", ious.len());
@@ -110,5 +111,12 @@ fn f32_model_matches_pytorch_on_every_golden_prompt() {
 
 #[test]
 fn quantized_model_stays_close_to_pytorch() {
-    check_parity(Precision::Int8, Tolerance { min_mask_iou: INT8_MIN_MASK_IOU, max_score_diff: None });
+    check_parity(Precision::Int8, Compute::F32, Tolerance { min_mask_iou: INT8_MIN_MASK_IOU, max_score_diff: None });
+}
+
+/// On x86-64 tract emulates f16 (about a minute per photo); on aarch64
+/// cores with FP16 this runs its f16 kernels.
+#[test]
+fn f16_encoder_stays_close_to_pytorch() {
+    check_parity(Precision::Int8, Compute::F16, Tolerance { min_mask_iou: INT8_MIN_MASK_IOU, max_score_diff: None });
 }

@@ -3,8 +3,15 @@
 # and the parity test, and runs them under qemu-user (.cargo/config.toml) on
 # the real model, so that tract's aarch64 kernels compute the golden masks.
 #
-#   cortex-a76  NEON only, as on Raspberry Pi 5, RK3588 and Jetson Orin
-#               (Cortex-A78AE): unit tests, then parity on f32 and int8
+#   cortex-a76  NEON and FP16, as on Raspberry Pi 5, RK3588 and Jetson Orin
+#               (Cortex-A78AE): unit tests, then parity on f32, int8, and
+#               int8 with the f16 encoder (tract's FP16 kernels)
+#
+# tract looks for FP16 ("asimdhp") in /proc/cpuinfo, which qemu-user passes
+# through from the x86 host: the tests run in a private mount namespace
+# where /proc/cpuinfo is a Cortex-A76's (board/cross/cortex-a76.cpuinfo), so
+# that tract picks the kernels it picks on the boards. That needs root (sudo
+# otherwise).
 #
 # The SVE2 kernels tract picks on newer cores (qemu -cpu max) are not run
 # here: none of the supported boards has SVE, and each emulated parity run
@@ -40,6 +47,15 @@ echo "test.sh: the aarch64 maskd needs glibc $needs, as docs/BOARDS.md says"
 # x86_64 run checks all of them.
 export MASKD_PARITY_IMAGES="${MASKD_PARITY_IMAGES:-chelsea}"
 
+sudo=()
+[[ $(id -u) == 0 ]] || sudo=(sudo --preserve-env)
+cpuinfo="$PWD/board/cross/cortex-a76.cpuinfo"
+# with_a76_cpuinfo COMMAND...: runs COMMAND where /proc/cpuinfo is $cpuinfo.
+with_a76_cpuinfo() {
+    "${sudo[@]}" unshare --mount --propagation private \
+        sh -c 'mount --bind "$0" /proc/cpuinfo && exec "$@"' "$cpuinfo" "$@"
+}
+
 timings=()
 # run NAME QEMU_CPU [VAR=VALUE...] -- CARGO TEST ARGS
 run() {
@@ -49,12 +65,13 @@ run() {
     while [[ $1 != -- ]]; do vars+=("$1"); shift; done
     shift
     local start=$SECONDS
-    env QEMU_CPU="$cpu" "${vars[@]}" cargo test --release --target "$target" "$@"
+    with_a76_cpuinfo env QEMU_CPU="$cpu" "${vars[@]}" cargo test --release --target "$target" "$@"
     timings+=("$(printf '%-34s %5d s' "$name" $((SECONDS - start)))")
 }
 run "unit tests, cortex-a76" cortex-a76 -- --lib --bins
 run "parity f32, cortex-a76" cortex-a76 -- --test parity f32_model
 run "parity int8, cortex-a76" cortex-a76 -- --test parity quantized_model
+run "parity int8/f16, cortex-a76" cortex-a76 -- --test parity f16_encoder
 
 echo "aarch64 tests under qemu-aarch64 (wall time):"
 printf '  %s\n' "${timings[@]}"

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use anyhow::{ensure, Context, Result};
 use image::RgbImage;
-use maskd::model::{BoxPrompt, Point, PointLabel, Precision, Sam};
+use maskd::model::{BoxPrompt, Compute, Point, PointLabel, Precision, Sam};
 
 /// `X,Y[,LABEL]`: a click in image pixels; LABEL 1 = object (default), 0 = background.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,6 +123,11 @@ pub struct ModelArgs {
     /// gate of f32, docs/EVAL.md) or f32 (the reference export).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Int8)]
     precision: PrecisionArg,
+    /// What the encoder computes in: f32, or f16 for aarch64 cores with FP16
+    /// arithmetic (Cortex-A76 and newer; emulated and many times slower
+    /// elsewhere). Measure it on the board with `maskd bench --compute f16`.
+    #[arg(long, value_enum, default_value_t = ComputeArg::F32)]
+    compute: ComputeArg,
     /// Model directory (holding manifest.json).
     #[arg(long = "model", env = "MASKD_MODEL", default_value = "models/mobile_sam")]
     dir: PathBuf,
@@ -135,12 +140,28 @@ pub enum PrecisionArg {
     F32,
 }
 
+/// The values of `--compute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ComputeArg {
+    F32,
+    F16,
+}
+
+impl From<ComputeArg> for Compute {
+    fn from(arg: ComputeArg) -> Compute {
+        match arg {
+            ComputeArg::F32 => Compute::F32,
+            ComputeArg::F16 => Compute::F16,
+        }
+    }
+}
+
 impl ModelArgs {
     pub fn load(&self) -> Result<Sam> {
         let precision = match self.precision {
             PrecisionArg::Int8 => Precision::Int8,
             PrecisionArg::F32 => Precision::F32,
         };
-        Sam::load(&self.dir, precision)
+        Sam::load_computing(&self.dir, precision, self.compute.into())
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use maskd::eval::{self, Dataset, Format, Report, SampleResult, Summary};
-use maskd::model::Sam;
+use maskd::model::{Compute, Sam};
 
 use super::args::{load_rgb, ModelArgs};
 
@@ -25,7 +25,8 @@ pub struct EvalArgs {
     /// Clicks per image at most.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     max_clicks: u16,
-    /// Where to write <dataset>.<precision>.csv (per image) and .json (summary).
+    /// Where to write <dataset>.<precision>.csv (per image) and .json
+    /// (summary); with --compute f16, <dataset>.<precision>-f16.*.
     #[arg(long, default_value = "results")]
     out: PathBuf,
 }
@@ -83,16 +84,21 @@ fn run_dataset(sam: &Sam, dataset: &Dataset, max_clicks: usize, out: &Path) -> R
     }
     progress.finish_and_clear();
 
+    // "int8-f16": int8 weights, an f16 encoder.
+    let variant = match sam.compute {
+        Compute::F32 => sam.precision.key().to_string(),
+        compute => format!("{}-{compute}", sam.precision),
+    };
     let report = Report {
         dataset: dataset.name.clone(),
         format: dataset.format.key().to_string(),
         runtime: "maskd".to_string(),
         model: sam.manifest.model.clone(),
-        precision: sam.precision.key().to_string(),
+        precision: variant.clone(),
         summary: Summary::of(&results, max_clicks),
         wall_s: started.elapsed().as_secs_f64(),
     };
-    let stem = format!("{}.{}", dataset.name, sam.precision.key());
+    let stem = format!("{}.{variant}", dataset.name);
     eval::write_csv(&out.join(format!("{stem}.csv")), &results, max_clicks)?;
     report.write_json(&out.join(format!("{stem}.json")))?;
     Ok(report)

@@ -11,7 +11,7 @@ use crate::camera::{CameraSettings, FileSettings, PatternSettings};
 use crate::display::{FramebufferSettings, SnapshotSettings};
 use crate::everything;
 use crate::touch::TouchSettings;
-use crate::model::Precision;
+use crate::model::{Compute, Precision};
 
 /// Everything `maskd run` reads from its configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -45,6 +45,10 @@ pub struct ModelConfig {
     /// Threads for the encoder and decoder (1 = single-threaded).
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// What the encoder computes in: "f32", or "f16" on aarch64 cores with
+    /// FP16 arithmetic.
+    #[serde(default, deserialize_with = "compute")]
+    pub compute: Compute,
 }
 
 fn default_precision() -> Precision {
@@ -60,6 +64,14 @@ fn precision<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Precision, D::Err
         "f32" => Ok(Precision::F32),
         "int8" => Ok(Precision::Int8),
         other => Err(serde::de::Error::custom(format!("unknown precision {other:?}, expected \"f32\" or \"int8\""))),
+    }
+}
+
+fn compute<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Compute, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "f32" => Ok(Compute::F32),
+        "f16" => Ok(Compute::F16),
+        other => Err(serde::de::Error::custom(format!("unknown compute {other:?}, expected \"f32\" or \"f16\""))),
     }
 }
 
@@ -389,6 +401,7 @@ paths = ["images"]
         let config = Config::parse(MINIMAL).unwrap();
         assert_eq!(config.model.precision, Precision::Int8);
         assert_eq!(config.model.threads, 1);
+        assert_eq!(config.model.compute, Compute::F32);
         assert_eq!(config.pipeline, PipelineConfig { embeddings_kept: 4, queue_capacity: 4 });
         assert_eq!(config.serial, None);
         let SourceConfig::Files(files) = &config.source else { panic!("not files") };
@@ -411,6 +424,10 @@ paths = ["images"]
     fn bad_values_are_named() {
         let err = error_of(&MINIMAL.replace("[model]", "[model]\nprecision = \"fp16\""));
         assert!(err.contains("precision") && err.contains("fp16"), "{err}");
+        let err = error_of(&MINIMAL.replace("[model]", "[model]\ncompute = \"half\""));
+        assert!(err.contains("compute") && err.contains("half"), "{err}");
+        let config = Config::parse(&MINIMAL.replace("[model]", "[model]\ncompute = \"f16\"")).unwrap();
+        assert_eq!(config.model.compute, Compute::F16);
         let err = error_of(&MINIMAL.replace("kind = \"files\"", "kind = \"webcam\""));
         assert!(err.contains("webcam"), "{err}");
         let err = error_of(&format!("{MINIMAL}[pipeline]\nqueue_capacity = 0\n"));

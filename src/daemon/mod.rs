@@ -56,8 +56,8 @@ pub enum Exit {
 pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
     let service = Service::detect();
     set_threads(config.model.threads)?;
-    let sam = Sam::load(&config.model.dir, config.model.precision)?;
-    info!("model {} ({}) loaded from {}", sam.manifest.model, sam.precision, config.model.dir.display());
+    let sam = Sam::load_computing(&config.model.dir, config.model.precision, config.model.compute)?;
+    info!("model {} ({}) loaded from {}", sam.manifest.model, sam.variant(), config.model.dir.display());
     let model_name = sam.manifest.model.clone();
     let pipeline = Arc::new(Pipeline::start(
         Arc::new(sam),

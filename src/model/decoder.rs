@@ -18,6 +18,7 @@ use super::mask::Mask;
 use super::postprocess::upscale;
 use super::preprocess::Geometry;
 use super::prompt::{LowResMask, Prompt};
+use super::compute::Compute;
 use super::session::{self, Plan};
 
 /// Number of decoder outputs: the single-mask token, then 3 multimask tokens.
@@ -142,6 +143,7 @@ impl MaskDecoder {
                 ("has_mask_input", session::f32_input(&[1])),
             ],
             &FRAME_OUTPUTS,
+            Compute::F32,
         )
         .context("loading the mask decoder's per-frame part")?;
         let points = session::load(
@@ -156,6 +158,7 @@ impl MaskDecoder {
                 ("point_labels", None),
             ],
             &["iou_predictions", "low_res_masks"],
+            Compute::F32,
         )
         .context("loading the mask decoder's per-prompt part")?;
         Ok(MaskDecoder { frame, points, mask_side: m })

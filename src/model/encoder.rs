@@ -6,6 +6,7 @@ use anyhow::{ensure, Context, Result};
 use image::RgbImage;
 use tract_onnx::prelude::*;
 
+use super::compute::Compute;
 use super::manifest::Manifest;
 use super::preprocess::{encoder_input, Geometry, Size};
 use super::session::{self, Plan};
@@ -40,16 +41,18 @@ pub struct ImageEncoder {
     pixel_mean: [f32; 3],
     pixel_std: [f32; 3],
     embedding_shape: [usize; 4],
+    compute: Compute,
 }
 
 impl ImageEncoder {
-    /// Loads the encoder ONNX file for `manifest`.
-    pub fn load(manifest: &Manifest, path: &std::path::Path) -> Result<ImageEncoder> {
+    /// Loads the encoder ONNX file for `manifest`, to compute in `compute`.
+    pub fn load(manifest: &Manifest, path: &std::path::Path, compute: Compute) -> Result<ImageEncoder> {
         let side = manifest.image_size;
         let plan = session::load(
             path,
             &[("image", session::f32_input(&[1, 3, side, side]))],
             &["image_embeddings"],
+            compute,
         )
         .context("loading the image encoder")?;
         let [c, h, w] = manifest.embedding_shape;
@@ -59,6 +62,7 @@ impl ImageEncoder {
             pixel_mean: manifest.pixel_mean,
             pixel_std: manifest.pixel_std,
             embedding_shape: [1, c, h, w],
+            compute,
         })
     }
 
@@ -88,9 +92,16 @@ impl ImageEncoder {
     /// # Errors
     /// The model fails or returns an unexpected shape.
     pub fn embed_input(&self, input: Tensor, geometry: Geometry) -> Result<Embedding> {
+        let input = match self.compute {
+            Compute::F32 => input,
+            Compute::F16 => input.cast_to::<f16>()?.into_owned(),
+        };
         let mut outputs =
             self.plan.run(tvec![input.into_tvalue()]).context("running the image encoder")?;
-        let features = outputs.remove(0).into_arc_tensor();
+        let features = match self.compute {
+            Compute::F32 => outputs.remove(0).into_arc_tensor(),
+            Compute::F16 => Arc::new(outputs[0].cast_to::<f32>()?.into_owned()),
+        };
         ensure!(
             features.shape() == self.embedding_shape,
             "the image encoder returned shape {:?}, the manifest says {:?}",

@@ -4,6 +4,7 @@
 //! Encode once per image with [`Sam::embed`], then decode each prompt
 //! against the cached [`Embedding`] with [`Sam::decode`].
 
+mod compute;
 mod decoder;
 mod distance;
 mod encoder;
@@ -20,6 +21,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use image::RgbImage;
 
+pub use compute::Compute;
 pub use decoder::{Candidate, LowResMasks, MaskDecoder, Masks, TOKENS};
 pub use distance::squared_distance_to_outside;
 pub use encoder::{Embedding, ImageEncoder};
@@ -37,23 +39,46 @@ pub struct Sam {
     pub decoder: MaskDecoder,
     pub manifest: Manifest,
     pub precision: Precision,
+    pub compute: Compute,
 }
 
 impl Sam {
-    /// Loads the `precision` variant of the model in `dir`.
+    /// Loads the `precision` variant of the model in `dir`, computing in float32.
     ///
     /// # Errors
     /// The manifest or a model file is missing or broken; the message names
     /// the file and how to recreate it.
     pub fn load(dir: impl AsRef<Path>, precision: Precision) -> Result<Sam> {
+        Sam::load_computing(dir, precision, Compute::F32)
+    }
+
+    /// Loads the `precision` variant of the model in `dir`, its encoder
+    /// computing in `compute` (the decoder computes in float32: see
+    /// docs/PERFORMANCE.md#float16-encoder).
+    ///
+    /// # Errors
+    /// As [`Sam::load`].
+    pub fn load_computing(dir: impl AsRef<Path>, precision: Precision, compute: Compute) -> Result<Sam> {
+        if !compute.is_native() {
+            log::warn!("this CPU has no {compute} arithmetic that tract uses: the encoder runs emulated, many times slower");
+        }
         let manifest = Manifest::load(dir)?;
         let variant = manifest.variant(precision)?;
         let encoder_path = manifest.file_path(&variant.encoder)?;
-        let encoder = ImageEncoder::load(&manifest, &encoder_path)
-            .with_context(|| format!("model {} ({precision})", manifest.model))?;
+        let encoder = ImageEncoder::load(&manifest, &encoder_path, compute)
+            .with_context(|| format!("model {} ({precision}, {compute} compute)", manifest.model))?;
         let decoder = MaskDecoder::load(&manifest, variant)
             .with_context(|| format!("model {} ({precision})", manifest.model))?;
-        Ok(Sam { encoder, decoder, manifest, precision })
+        Ok(Sam { encoder, decoder, manifest, precision, compute })
+    }
+
+    /// The weights and, when not float32, what the encoder computes in:
+    /// "int8", "int8, f16 encoder".
+    pub fn variant(&self) -> String {
+        match self.compute {
+            Compute::F32 => self.precision.to_string(),
+            compute => format!("{}, {compute} encoder", self.precision),
+        }
     }
 
     /// Encodes an image (the heavy, once-per-frame step), including the

@@ -7,16 +7,20 @@ use tract_onnx::prelude::tract_data::knobs::KnobScope;
 use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
 use tract_onnx::prelude::*;
 
+use super::compute::{self, Compute};
+
 /// An optimized, shareable execution plan.
 pub type Plan = Arc<TypedRunnableModel>;
 
 /// Loads `path`, binds its inputs (in this order; a fact overrides the
 /// shape the file declares, `None` keeps it) and outputs by name, and
-/// optimizes it for repeated runs.
+/// optimizes it for repeated runs in `compute` (with f16, the plan's inputs
+/// and outputs are f16).
 pub fn load(
     path: &Path,
     inputs: &[(&str, Option<InferenceFact>)],
     outputs: &[&str],
+    compute: Compute,
 ) -> Result<Plan> {
     let mut model = tract_onnx::onnx()
         .model_for_path(path)
@@ -33,8 +37,15 @@ pub fn load(
     model
         .select_outputs_by_name(outputs)
         .with_context(|| format!("{} must have outputs {outputs:?}", path.display()))?;
-    optimize_scope()?
-        .enter(|| model.into_optimized())
+    let optimized = match compute {
+        Compute::F32 => optimize_scope()?.enter(|| model.into_optimized()),
+        Compute::F16 => {
+            let mut typed = model.into_typed()?.into_decluttered()?;
+            compute::to_f16(&mut typed).with_context(|| format!("{} in f16", path.display()))?;
+            optimize_scope()?.enter(|| typed.into_optimized())
+        }
+    };
+    optimized
         .and_then(|m| m.into_runnable_with_options(&run_options()))
         .with_context(|| format!("optimizing {}", path.display()))
 }

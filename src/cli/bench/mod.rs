@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
-use maskd::model::{Manifest, Precision};
+use maskd::model::{Compute, Manifest, Precision};
+
+use super::args::ComputeArg;
 
 use report::{Config, Figures, Report};
 use worker::Samples;
@@ -32,6 +34,10 @@ pub struct BenchArgs {
     /// Model variants to measure.
     #[arg(long, value_delimiter = ',', default_value = "f32,int8", value_parser = parse_precision)]
     variants: Vec<Precision>,
+    /// What maskd's encoder computes in (f16: aarch64 cores with FP16).
+    /// ONNX Runtime runs the same files in float32.
+    #[arg(long, value_enum, default_value_t = ComputeArg::F32)]
+    compute: ComputeArg,
     /// Prompts decoded per image, cycling through 1, 2 and 5 points and a box.
     #[arg(long, default_value_t = 20)]
     prompts: usize,
@@ -90,7 +96,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             // hits both; the first maskd run of a variant leaves its inputs
             // for ONNX Runtime.
             let dump = (python.is_some() && k == 0).then_some(inputs.as_path());
-            eprintln!("maskd bench: maskd {precision}, {n} thread(s)");
+            eprintln!("maskd bench: maskd {precision}, {} encoder, {n} thread(s)", Compute::from(args.compute));
             let maskd = run_child(args, &images, precision, n, dump)?;
             let ort = match (&python, &script) {
                 (Some(python), Some(script)) => {
@@ -108,7 +114,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 }
                 _ => None,
             };
-            configs.push(Config { variant: precision.key().to_string(), threads: n, maskd: Figures::of(&maskd), ort });
+            // "int8/f16": int8 weights, an f16 encoder.
+            let variant = match Compute::from(args.compute) {
+                Compute::F32 => precision.key().to_string(),
+                compute => format!("{precision}/{compute}"),
+            };
+            configs.push(Config { variant, threads: n, maskd: Figures::of(&maskd), ort });
         }
     }
 
@@ -129,6 +140,7 @@ fn run_worker(args: &BenchArgs, images: Vec<PathBuf>) -> Result<()> {
     let job = worker::Job {
         model: args.model.clone(),
         precision,
+        compute: args.compute.into(),
         threads,
         images,
         frames: args.frames,
@@ -150,6 +162,7 @@ fn run_child(
     let mut command = Command::new(own_binary()?);
     command
         .args(["bench", "--worker", "--variants", precision.key()])
+        .args(["--compute", Compute::from(args.compute).key()])
         .args(["--threads", &threads.to_string()])
         .args(["--frames", &args.frames.to_string()])
         .args(["--prompts", &args.prompts.to_string()])

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use maskd::model::{set_threads, Precision, Sam, Size};
+use maskd::model::{set_threads, Compute, Precision, Sam, Size};
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::Tensor;
 
@@ -27,6 +27,7 @@ const DECODER_INPUTS: [&str; 5] = ["image_embeddings", "point_coords", "point_la
 pub struct Job {
     pub model: PathBuf,
     pub precision: Precision,
+    pub compute: Compute,
     pub threads: usize,
     pub images: Vec<PathBuf>,
     /// Measured encoder runs per image.
@@ -78,7 +79,7 @@ pub fn run(job: &Job) -> Result<Samples> {
     set_threads(job.threads)?;
 
     let started = Instant::now();
-    let sam = Sam::load(&job.model, job.precision)?;
+    let sam = Sam::load_computing(&job.model, job.precision, job.compute)?;
     let mut samples = Samples { load_ms: ms(started), base_rss_kb, ..Samples::default() };
 
     for (i, path) in job.images.iter().enumerate() {
