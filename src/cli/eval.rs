@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use maskd::eval::{self, Dataset, Format, Report, SampleResult, Summary};
-use maskd::model::{Compute, Sam};
+use maskd::model::Sam;
 
 use super::args::{load_rgb, ModelArgs};
 
@@ -84,11 +84,7 @@ fn run_dataset(sam: &Sam, dataset: &Dataset, max_clicks: usize, out: &Path) -> R
     }
     progress.finish_and_clear();
 
-    // "int8-f16": int8 weights, an f16 encoder.
-    let variant = match sam.compute {
-        Compute::F32 => sam.precision.key().to_string(),
-        compute => format!("{}-{compute}", sam.precision),
-    };
+    let variant = sam.compute.variant_key(sam.precision);
     let report = Report {
         dataset: dataset.name.clone(),
         format: dataset.format.key().to_string(),

@@ -9,8 +9,10 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
 use tract_onnx::tract_core::transform::ModelTransform;
 
+use super::Precision;
+
 /// What the encoder's arithmetic runs in. The weights come from the
-/// [`Precision`](super::Precision) variant either way.
+/// [`Precision`] variant either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compute {
     #[default]
@@ -24,6 +26,15 @@ impl Compute {
         match self {
             Compute::F32 => "f32",
             Compute::F16 => "f16",
+        }
+    }
+
+    /// The short name of `precision` weights computed in this type, for
+    /// file names and table columns: "int8", or "int8-f16" for an f16 encoder.
+    pub fn variant_key(self, precision: Precision) -> String {
+        match self {
+            Compute::F32 => precision.key().to_string(),
+            compute => format!("{}-{compute}", precision.key()),
         }
     }
 
@@ -121,6 +132,13 @@ mod tests {
         for (g, e) in got.iter().zip(expected.iter()) {
             assert!((g - e).abs() <= 1e-2 * e.abs(), "f16 {g} vs f32 {e}");
         }
+    }
+
+    #[test]
+    fn variant_keys_name_the_weights_and_an_f16_encoder() {
+        assert_eq!(Compute::F32.variant_key(Precision::Int8), "int8");
+        assert_eq!(Compute::F16.variant_key(Precision::Int8), "int8-f16");
+        assert_eq!(Compute::F16.variant_key(Precision::F32), "f32-f16");
     }
 
     #[test]

@@ -114,11 +114,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 }
                 _ => None,
             };
-            // "int8/f16": int8 weights, an f16 encoder.
-            let variant = match Compute::from(args.compute) {
-                Compute::F32 => precision.key().to_string(),
-                compute => format!("{precision}/{compute}"),
-            };
+            let variant = Compute::from(args.compute).variant_key(precision);
             configs.push(Config { variant, threads: n, maskd: Figures::of(&maskd), ort });
         }
     }
