@@ -97,6 +97,64 @@ fn missing_model_names_the_path_and_the_export_command() {
     assert_fails_with(&out, &["/nonexistent/maskd-model/manifest.json", "models/export.sh"]);
 }
 
+/// The model directory with every file linked from the real one, except
+/// `broken`: a file of the same size (so the manifest's size check passes)
+/// that is not ONNX.
+fn model_with_broken_file(broken: &str) -> PathBuf {
+    let dir = scratch(&format!("broken-{broken}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(model_dir()).unwrap() {
+        let source = entry.unwrap().path();
+        let target = dir.join(source.file_name().unwrap());
+        let _ = std::fs::remove_file(&target);
+        if source.file_name().unwrap() == broken {
+            let bytes = std::fs::metadata(&source).unwrap().len() as usize;
+            std::fs::write(&target, vec![0xffu8; bytes]).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&source, &target).unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn broken_model_files_are_named_whichever_part_loads_them() {
+    // The encoder and the decoder load on two threads: either's error must
+    // reach the user, with the file and the part that failed.
+    for (file, part) in [
+        ("decoder_points.onnx", "the mask decoder's per-prompt part"),
+        ("encoder.int8.onnx", "the image encoder"),
+    ] {
+        let dir = model_with_broken_file(file);
+        let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+            .args(["segment", "--image", &golden_image(), "--point", "10,10", "--out", "/dev/null"])
+            .arg("--model")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_fails_with(&out, &[&dir.join(file).display().to_string(), part]);
+    }
+}
+
+#[test]
+fn a_closed_output_pipe_ends_segment_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // `maskd segment ... | head -0`: the reader is gone before the report is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["segment", "--image", &golden_image(), "--point", "100,100"])
+        .arg("--out")
+        .arg(scratch("closed-pipe.png"))
+        .env("MASKD_MODEL", model_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {}", out.status, stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
 #[test]
 fn bad_prompts_are_named_before_the_model_runs() {
     let image = golden_image();

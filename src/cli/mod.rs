@@ -36,6 +36,7 @@ pub fn run() -> Result<()> {
     let command = Cli::parse().command;
     if !matches!(command, Command::Run(_)) {
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+        end_quietly_on_closed_output();
     }
     match command {
         Command::Run(args) => run::run(&args),
@@ -43,5 +44,16 @@ pub fn run() -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Everything(args) => everything::run(&args),
+    }
+}
+
+/// Lets a one-shot command whose output is closed (`maskd segment ... | head`)
+/// end quietly, as Unix tools do, instead of panicking in `println!`. The
+/// daemon keeps Rust's default (the signal ignored, the write an error it
+/// handles): a closed stdout must not end it.
+fn end_quietly_on_closed_output() {
+    // SAFETY: restores the default action of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

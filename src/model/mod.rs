@@ -65,10 +65,17 @@ impl Sam {
         let manifest = Manifest::load(dir)?;
         let variant = manifest.variant(precision)?;
         let encoder_path = manifest.file_path(&variant.encoder)?;
-        let encoder = ImageEncoder::load(&manifest, &encoder_path, compute)
+        // Loading is tract's single-threaded graph rewriting: the decoder (a
+        // quarter of it) loads on a second core meanwhile (docs/PERFORMANCE.md#loading).
+        let (encoder, decoder) = std::thread::scope(|scope| {
+            let decoder = scope.spawn(|| MaskDecoder::load(&manifest, variant));
+            let encoder = ImageEncoder::load(&manifest, &encoder_path, compute);
+            (encoder, decoder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        });
+        session::release_freed_memory();
+        let encoder = encoder
             .with_context(|| format!("model {} ({precision}, {compute} compute)", manifest.model))?;
-        let decoder = MaskDecoder::load(&manifest, variant)
-            .with_context(|| format!("model {} ({precision})", manifest.model))?;
+        let decoder = decoder.with_context(|| format!("model {} ({precision})", manifest.model))?;
         Ok(Sam { encoder, decoder, manifest, precision, compute })
     }
 
