@@ -354,7 +354,37 @@ fn stdin_prompts_get_json_answers() {
     writeln!(stdin, "9999,5").unwrap();
     let outside: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert!(outside["error"].as_str().unwrap().contains("invalid prompt"), "{outside}");
+    // After a frame and prompts, its threads still share glibc's main heap.
+    assert_eq!(thread_arenas(child.id()), 0, "{}", log_of(&config));
     Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status().unwrap();
     assert!(child.wait().unwrap().success(), "{}", log_of(&config));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The glibc thread arenas of process `pid`: anonymous mappings that start on
+/// a 64 MiB boundary and, with the reserved (`---p`) rest that follows, span
+/// exactly 64 MiB (glibc's heap size for thread arenas on 64-bit).
+fn thread_arenas(pid: u32) -> usize {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let regions: Vec<(u64, u64, String, bool)> = maps
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (start, end) = fields[0].split_once('-').unwrap();
+            let hex = |s| u64::from_str_radix(s, 16).unwrap();
+            (hex(start), hex(end), fields[1].to_string(), fields.len() == 5)
+        })
+        .collect();
+    const HEAP: u64 = 64 << 20;
+    regions
+        .iter()
+        .enumerate()
+        .filter(|(ix, (start, end, perms, anonymous))| {
+            let reserved_end = regions
+                .get(ix + 1)
+                .filter(|next| next.0 == *end && next.2 == "---p")
+                .map_or(*end, |next| next.1);
+            *anonymous && perms.starts_with("rw") && start % HEAP == 0 && reserved_end - start == HEAP
+        })
+        .count()
 }
