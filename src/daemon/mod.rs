@@ -42,8 +42,8 @@ use crate::touch::{run_taps, EvdevTouch};
 /// Makes every thread allocate from glibc's main heap. By default each thread
 /// that allocates gets an arena of its own (eight to ten in a running daemon: capture,
 /// encoder, decoder, tract's pool...), and each keeps the frames' tensors it
-/// freed resident: one heap lowered the daemon's peak RSS from 418 to 370 MiB
-/// (medians of 5 runs) with the same encoder and prompt times. Loading, which
+/// freed resident: one heap lowered the daemon's peak RSS from 418 to 378 MiB
+/// (medians of 5 and 10 runs) with the same encoder and prompt times. Loading, which
 /// allocates from two threads at once, takes about 0.2 s longer
 /// (docs/PERFORMANCE.md#memory).
 fn share_one_heap() {
