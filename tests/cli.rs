@@ -106,7 +106,6 @@ fn model_with_broken_file(broken: &str) -> PathBuf {
     for entry in std::fs::read_dir(model_dir()).unwrap() {
         let source = entry.unwrap().path();
         let target = dir.join(source.file_name().unwrap());
-        let _ = std::fs::remove_file(&target);
         if source.file_name().unwrap() == broken {
             let bytes = std::fs::metadata(&source).unwrap().len() as usize;
             std::fs::write(&target, vec![0xffu8; bytes]).unwrap();
