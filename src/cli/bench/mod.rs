@@ -85,6 +85,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let scratch = Scratch::new()?;
     let script = python.as_ref().map(|_| ort::write_script(&scratch.0)).transpose()?;
 
+    let compute = Compute::from(args.compute);
     let mut configs = Vec::new();
     let mut ort_version = None;
     for &precision in &args.variants {
@@ -96,7 +97,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             // hits both; the first maskd run of a variant leaves its inputs
             // for ONNX Runtime.
             let dump = (python.is_some() && k == 0).then_some(inputs.as_path());
-            eprintln!("maskd bench: maskd {precision}, {} encoder, {n} thread(s)", Compute::from(args.compute));
+            eprintln!("maskd bench: maskd {precision}, {compute} encoder, {n} thread(s)");
             let maskd = run_child(args, &images, precision, n, dump)?;
             let ort = match (&python, &script) {
                 (Some(python), Some(script)) => {
@@ -114,8 +115,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 }
                 _ => None,
             };
-            let variant = Compute::from(args.compute).variant_key(precision);
-            configs.push(Config { variant, threads: n, maskd: Figures::of(&maskd), ort });
+            configs.push(Config { variant: compute.variant_key(precision), threads: n, maskd: Figures::of(&maskd), ort });
         }
     }
 
