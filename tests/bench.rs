@@ -11,7 +11,7 @@ fn bench(extra: &[&str]) -> Output {
     let image = golden_dir().join("images/chelsea.png");
     let model = model_dir();
     Command::new(env!("CARGO_BIN_EXE_maskd"))
-        .args(["bench", "--no-ort", "--variants", "f32", "--threads", "1", "--frames", "1", "--prompts", "4"])
+        .args(["bench", "--variants", "f32", "--threads", "1", "--frames", "1", "--prompts", "4"])
         .arg("--model")
         .arg(&model)
         .arg("--images")
@@ -28,7 +28,7 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn json_report_has_positive_figures_for_every_stage() {
-    let report: serde_json::Value = serde_json::from_str(&stdout(&bench(&["--json"]))).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&bench(&["--no-ort", "--json"]))).unwrap();
     assert_eq!(report["frames_per_image"], 1);
     assert_eq!(report["prompts_per_image"], 4);
     assert!(report["ort_version"].is_null());
@@ -60,8 +60,27 @@ fn json_report_has_positive_figures_for_every_stage() {
 }
 
 #[test]
+fn onnx_runtime_runs_beside_maskd_with_ratios() {
+    // The export's Python (models/export.sh --python) runs ONNX Runtime on
+    // the inputs maskd's worker recorded.
+    let report: serde_json::Value = serde_json::from_str(&stdout(&bench(&["--json"]))).unwrap();
+    assert!(report["ort_version"].as_str().is_some_and(|v| !v.is_empty()), "{}", report["ort_version"]);
+    let config = &report["configs"][0];
+    let ort = &config["ort"];
+    for (stage, runs) in [("encoder_ms", 1), ("decoder_ms", 4)] {
+        assert_eq!(ort[stage]["n"], runs, "{stage} in {ort}");
+        assert!(ort[stage]["p50"].as_f64().unwrap() > 0.0, "{stage} in {ort}");
+    }
+    assert!(ort["load_ms"].as_f64().unwrap() > 0.0, "{ort}");
+    assert!(ort["peak_rss_mib"].as_f64().unwrap() > 0.0, "{ort}");
+    let rows = config["rows"].as_array().unwrap();
+    let encoder = rows.iter().find(|r| r["figure"].as_str().is_some_and(|f| f.starts_with("encoder p50"))).unwrap();
+    assert!(encoder["ratio"].as_f64().unwrap() > 0.0, "{encoder}");
+}
+
+#[test]
 fn table_names_every_figure() {
-    let table = stdout(&bench(&[]));
+    let table = stdout(&bench(&["--no-ort"]));
     assert!(table.contains("ONNX Runtime not run"), "{table}");
     for figure in
         ["load (ms)", "encoder p50 (ms/frame)", "decoder p95 (ms/prompt)", "upscale 4 masks p50", "peak RSS (MiB)"]
