@@ -20,6 +20,7 @@
 //! - [`camera`]: frame sources (V4L2 camera, image files, synthetic pattern).
 //! - [`daemon`]: `maskd run`: pipeline, adapters, configuration and service life cycle.
 //! - [`display`]: overlays rendered through embedded-graphics into any `DrawTarget`.
+//! - [`draw`]: the canvas, letterbox and placement shared by the display, touch and everything mode.
 //! - [`eval`]: the interactive-segmentation benchmark (click protocol, NoC/NoF/mIoU).
 //! - [`everything`]: automatic mask generation (SAM's "segment everything" grid of prompts).
 //! - [`pipeline`]: frames to embeddings (latest frame wins) and prompts to masks (bounded queue).
@@ -29,6 +30,7 @@
 pub mod camera;
 pub mod daemon;
 pub mod display;
+pub mod draw;
 pub mod eval;
 pub mod everything;
 pub mod model;

@@ -7,7 +7,7 @@ use image::RgbImage;
 use serde::Deserialize;
 
 use super::pace::{check_fps, Pace};
-use super::{CaptureError, FrameSource};
+use crate::pipeline::{CaptureError, FrameSource};
 
 /// `[source]` settings of `kind = "files"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -5,7 +5,7 @@ use image::{Rgb, RgbImage};
 use serde::Deserialize;
 
 use super::pace::{check_fps, Pace};
-use super::{CaptureError, FrameSource};
+use crate::pipeline::{CaptureError, FrameSource};
 
 /// `[source]` settings of `kind = "pattern"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -13,7 +13,7 @@ use nokhwa::utils::{
 use nokhwa::NokhwaError;
 use serde::Deserialize;
 
-use super::{CaptureError, FrameSource};
+use crate::pipeline::{CaptureError, FrameSource};
 
 /// Failed frames in a row after which the stream is reopened: a camera that
 /// keeps sending garbage or failing reads is usually fixed by a restart.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{ensure, Context, Result};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use image::RgbImage;
 use maskd::model::{BoxPrompt, Compute, Point, PointLabel, Precision, Sam};
 
@@ -98,6 +99,19 @@ mod tests {
     }
 
     #[test]
+    fn precision_and_compute_flags_take_the_model_keys() {
+        let command = clap::Command::new("maskd");
+        let parse = |value: &str| precision_parser().parse_ref(&command, None, std::ffi::OsStr::new(value));
+        assert_eq!(parse("int8").unwrap(), Precision::Int8);
+        assert_eq!(parse("f32").unwrap(), Precision::F32);
+        let err = parse("f16").unwrap_err().to_string();
+        assert!(err.contains("f16") && err.contains("int8") && err.contains("f32"), "{err}");
+        let parse = |value: &str| compute_parser().parse_ref(&command, None, std::ffi::OsStr::new(value));
+        assert_eq!(parse("f16").unwrap(), Compute::F16);
+        assert!(parse("half").is_err());
+    }
+
+    #[test]
     fn boxes_need_four_numbers() {
         assert_eq!("1,2,3,4".parse::<BoxArg>().unwrap().0, BoxPrompt { x0: 1.0, y0: 2.0, x1: 3.0, y1: 4.0 });
         assert_eq!("1,2,3".parse::<BoxArg>().unwrap_err(), "expected X0,Y0,X1,Y1, got 3 values");
@@ -116,52 +130,35 @@ mod tests {
     }
 }
 
-/// Which model a command loads: `--model DIR` and `--precision`.
+/// Which model a command loads: `--model DIR`, `--precision` and `--compute`.
 #[derive(Debug, clap::Args)]
 pub struct ModelArgs {
     /// Weights to load: int8 (int8 weights, float32 compute; within the quality
     /// gate of f32, docs/EVAL.md) or f32 (the reference export).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::Int8)]
-    precision: PrecisionArg,
+    #[arg(long, default_value_t = Precision::default(), value_parser = precision_parser())]
+    precision: Precision,
     /// What the encoder computes in: f32, or f16 for aarch64 cores with FP16
     /// arithmetic (Cortex-A76 and newer; emulated and many times slower
     /// elsewhere). Measure it on the board with `maskd bench --compute f16`.
-    #[arg(long, value_enum, default_value_t = ComputeArg::F32)]
-    compute: ComputeArg,
+    #[arg(long, default_value_t = Compute::default(), value_parser = compute_parser())]
+    compute: Compute,
     /// Model directory (holding manifest.json).
     #[arg(long = "model", env = "MASKD_MODEL", default_value = "models/mobile_sam")]
     dir: PathBuf,
 }
 
-/// The values of `--precision`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PrecisionArg {
-    Int8,
-    F32,
+/// `--precision`'s values, listed in `--help`, parsed by [`Precision`]'s `FromStr`.
+pub fn precision_parser() -> impl TypedValueParser<Value = Precision> {
+    PossibleValuesParser::new(Precision::KEYS).try_map(|key| key.parse::<Precision>())
 }
 
-/// The values of `--compute`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ComputeArg {
-    F32,
-    F16,
-}
-
-impl From<ComputeArg> for Compute {
-    fn from(arg: ComputeArg) -> Compute {
-        match arg {
-            ComputeArg::F32 => Compute::F32,
-            ComputeArg::F16 => Compute::F16,
-        }
-    }
+/// `--compute`'s values, listed in `--help`, parsed by [`Compute`]'s `FromStr`.
+pub fn compute_parser() -> impl TypedValueParser<Value = Compute> {
+    PossibleValuesParser::new(Compute::KEYS).try_map(|key| key.parse::<Compute>())
 }
 
 impl ModelArgs {
     pub fn load(&self) -> Result<Sam> {
-        let precision = match self.precision {
-            PrecisionArg::Int8 => Precision::Int8,
-            PrecisionArg::F32 => Precision::F32,
-        };
-        Sam::load_computing(&self.dir, precision, self.compute.into())
+        Sam::load_computing(&self.dir, self.precision, self.compute)
     }
 }

@@ -84,12 +84,12 @@ fn run_dataset(sam: &Sam, dataset: &Dataset, max_clicks: usize, out: &Path) -> R
     }
     progress.finish_and_clear();
 
-    let variant = sam.compute.variant_key(sam.precision);
+    let variant = sam.encoder_name();
     let report = Report {
         dataset: dataset.name.clone(),
         format: dataset.format.key().to_string(),
         runtime: "maskd".to_string(),
-        model: sam.manifest.model.clone(),
+        model: sam.manifest().model.clone(),
         precision: variant.clone(),
         summary: Summary::of(&results, max_clicks),
         wall_s: started.elapsed().as_secs_f64(),

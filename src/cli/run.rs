@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use maskd::daemon::{self, init_logging, Config, Exit};
+use maskd::daemon::{self, init_logging, Exit, Settings};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -23,13 +23,13 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let config = Config::load(&args.config)?;
+    let settings = Settings::load(&args.config, args.stdin)?;
     if args.check {
         println!("{}: valid", args.config.display());
         return Ok(());
     }
-    init_logging(&config.log.level);
-    match daemon::run(&args.config, &config, args.stdin)? {
+    init_logging(settings.log_level);
+    match daemon::run(&settings)? {
         Exit::Stopped => Ok(()),
         Exit::Reload => {
             // Same binary, same arguments: the new configuration applies in full.

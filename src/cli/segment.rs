@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use maskd::display::{Canvas, Overlay};
+use maskd::display::Overlay;
+use maskd::draw::Canvas;
 use maskd::model::{Candidate, Masks, Prompt, Sam};
 use serde_json::json;
 
@@ -117,7 +118,7 @@ fn candidate_json(c: &Candidate) -> serde_json::Value {
 fn report_json(args: &SegmentArgs, sam: &Sam, masks: &Masks, chosen: &Candidate, t: &Timings) -> serde_json::Value {
     json!({
         "image": { "path": args.image, "width": chosen.mask.width(), "height": chosen.mask.height() },
-        "model": { "name": sam.manifest.model, "precision": sam.precision.key(), "compute": sam.compute.key() },
+        "model": { "name": sam.manifest().model, "precision": sam.precision().key(), "encoder": sam.encoder_name() },
         "mask": candidate_json(chosen),
         "candidates": masks.candidates.iter().map(candidate_json).collect::<Vec<_>>(),
         "timings_ms": { "load": t.load_ms, "encode": t.encode_ms, "decode": t.decode_ms },
@@ -128,7 +129,7 @@ fn report_json(args: &SegmentArgs, sam: &Sam, masks: &Masks, chosen: &Candidate,
 fn print_report(args: &SegmentArgs, sam: &Sam, masks: &Masks, chosen: &Candidate, t: &Timings) {
     let (w, h) = (chosen.mask.width(), chosen.mask.height());
     println!("image      {} ({w}x{h})", args.image.display());
-    println!("model      {} ({}), loaded in {:.0} ms", sam.manifest.model, sam.variant(), t.load_ms);
+    println!("model      {} ({}), loaded in {:.0} ms", sam.manifest().model, sam.encoder_name(), t.load_ms);
     println!("encode     {:.0} ms", t.encode_ms);
     println!("decode     {:.1} ms", t.decode_ms);
     println!(

@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use log::{info, warn};
 use serialport::{SerialPort, TTYPort};
 
-use super::config::SerialConfig;
 use crate::pipeline::Pipeline;
+use super::settings::SerialDevice;
 use crate::serial::{open_port, serve, ServerSettings, READ_TIMEOUT};
 
 /// Longer than the read timeout of a typical client (maskd_client.py: 0.1 s).
@@ -65,27 +65,62 @@ impl Drop for Pty {
     }
 }
 
+/// The controller line as the daemon holds it.
+pub enum Line {
+    /// A pseudo-terminal the daemon made, kept open across clients.
+    Pty(Pty),
+    /// A serial device, opened (and reopened) by [`run_line`].
+    Port { path: String, baud: u32 },
+}
+
+impl Line {
+    /// Makes the pseudo-terminal of a `Pty` device; a port is opened by [`run_line`].
+    ///
+    /// # Errors
+    /// As [`Pty::open`].
+    pub fn open(device: &SerialDevice) -> Result<Line> {
+        Ok(match device {
+            SerialDevice::Pty { link } => {
+                let pty = Pty::open(link.as_deref())?;
+                info!("serial: pseudo-terminal {} ready for a client", pty.path.display());
+                Line::Pty(pty)
+            }
+            SerialDevice::Port { path, baud } => Line::Port { path: path.clone(), baud: *baud },
+        })
+    }
+
+    /// The device's path, for logs.
+    fn name(&self) -> String {
+        match self {
+            Line::Pty(pty) => pty.path.display().to_string(),
+            Line::Port { path, .. } => path.clone(),
+        }
+    }
+
+    /// After the last answer: lets a pseudo-terminal's client read it (see [`Pty::wait_until_read`]).
+    pub fn close(self) {
+        if let Line::Pty(pty) = self {
+            pty.wait_until_read(Duration::from_secs(2));
+        }
+    }
+}
+
 /// Serves the line until `stop`, reopening a device that fails. Sets
 /// `reading_done` once no more requests will be queued.
-pub fn run_line(
-    config: &SerialConfig,
-    pty: Option<&Pty>,
-    pipeline: &Arc<Pipeline>,
-    settings: &ServerSettings,
-    stop: &AtomicBool,
-    reading_done: &AtomicBool,
-) {
+pub fn run_line(line: &Line, settings: &ServerSettings, pipeline: &Arc<Pipeline>, stop: &AtomicBool, reading_done: &AtomicBool) {
     let mut backoff = BACKOFF_MIN;
     let mut reported = false;
     while !stop.load(Ordering::Relaxed) {
-        let opened = match pty {
-            Some(pty) => pty.master.try_clone_native().map(|p| Box::new(p) as Box<dyn SerialPort>).context("cloning the pseudo-terminal"),
-            None => open_port(&config.device, config.baud),
+        let opened = match line {
+            Line::Pty(pty) => {
+                pty.master.try_clone_native().map(|p| Box::new(p) as Box<dyn SerialPort>).context("cloning the pseudo-terminal")
+            }
+            Line::Port { path, baud } => open_port(path, *baud),
         };
         let served = opened.and_then(|port| {
             let writer = port.try_clone().context("cloning the serial port")?;
             if reported {
-                info!("serial: {} is back", config.device);
+                info!("serial: {} is back", line.name());
             }
             reported = false;
             backoff = BACKOFF_MIN;

@@ -9,21 +9,23 @@
 mod config;
 mod line;
 mod service;
+mod settings;
 mod snapshots;
 mod stdin;
 
 pub use config::{
-    Config, DisplayConfig, EverythingConfig, LogConfig, ModelConfig, OverlayConfig, PipelineConfig, SerialConfig, SnapshotsConfig,
-    SourceConfig,
+    CaptureConfig, Config, DisplayConfig, EverythingConfig, LogConfig, ModelConfig, OverlayConfig, PipelineConfig, SerialConfig,
+    SnapshotsConfig, SourceConfig,
 };
-pub use line::Pty;
+pub use line::{Line, Pty};
 pub use service::{init_logging, Service};
+pub use settings::{DisplaySettings, LineSettings, ModelSettings, SerialDevice, Settings, SnapshotSettings};
 pub use snapshots::run_snapshots;
 pub use stdin::{parse_line, run_prompts};
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -32,11 +34,12 @@ use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::camera::{Camera, FileSource, FrameSource, PatternSource};
-use crate::display::{run_live, Framebuffer, Letterbox, LiveSettings, PngSnapshot, Screen};
+use crate::camera::{Camera, FileSource, PatternSource};
+use crate::display::{run_live, Framebuffer, PngSnapshot, Screen};
+use crate::draw::Placement;
 use crate::model::{set_threads, Sam};
-use crate::pipeline::{CaptureSettings, Pipeline, PipelineSettings};
-use crate::serial::{ServerSettings, DRAIN_READ};
+use crate::pipeline::{FrameSource, Pipeline};
+use crate::serial::DRAIN_READ;
 use crate::touch::{run_taps, EvdevTouch};
 
 /// Makes every thread allocate from glibc's main heap. By default each thread
@@ -63,92 +66,26 @@ pub enum Exit {
     Reload,
 }
 
-/// Runs the daemon configured by `config` (read from `path`) until a signal.
-/// With `stdin_prompts`, prompts are also read from stdin.
+/// Runs the daemon `settings` describe until a signal.
 ///
 /// # Errors
 /// The model, frame source, line or display cannot be set up.
-pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
+pub fn run(settings: &Settings) -> Result<Exit> {
     share_one_heap();
     let service = Service::detect();
-    set_threads(config.model.threads)?;
-    let sam = Sam::load_computing(&config.model.dir, config.model.precision, config.model.compute)?;
-    info!("model {} ({}) loaded from {}", sam.manifest.model, sam.variant(), config.model.dir.display());
-    let model_name = sam.manifest.model.clone();
-    let pipeline = Arc::new(Pipeline::start(
-        Arc::new(sam),
-        frame_source(config),
-        &PipelineSettings {
-            embeddings_kept: config.pipeline.embeddings_kept,
-            queue_capacity: config.pipeline.queue_capacity,
-            capture: CaptureSettings::default(),
-        },
-    )?);
+    let pipeline = Arc::new(start_pipeline(settings)?);
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let line = settings.line.as_ref().map(|line| Line::open(&line.device)).transpose()?;
+    let mut screen = open_display(settings)?;
     let stop = AtomicBool::new(false);
     // Without a line there is nothing to read before draining.
-    let reading_done = AtomicBool::new(config.serial.is_none());
-    let pty = match &config.serial {
-        Some(serial) if serial.device == "pty" => {
-            let pty = Pty::open(serial.pty_link.as_deref())?;
-            info!("serial: pseudo-terminal {} ready for a client", pty.path.display());
-            Some(pty)
-        }
-        _ => None,
-    };
-    let mut screen = open_display(config)?;
-    let display_size = screen.as_ref().map(|s| s.size());
-    // Where the picture sits on the screen, for mapping taps back onto it.
-    let shown: Arc<Mutex<Option<Letterbox>>> = Arc::default();
+    let reading_done = AtomicBool::new(settings.line.is_none());
     let exit = std::thread::scope(|scope| -> Result<Exit> {
-        if let Some(serial) = &config.serial {
-            let settings = ServerSettings {
-                model: model_name.clone(),
-                max_points: serial.max_points,
-                heartbeat: Duration::from_millis(u64::from(serial.heartbeat_ms)),
-                everything: config.everything.settings(),
-            };
-            let (pipeline, stop, pty, reading_done) = (&pipeline, &stop, pty.as_ref(), &reading_done);
-            std::thread::Builder::new()
-                .name("serial".into())
-                .spawn_scoped(scope, move || line::run_line(serial, pty, pipeline, &settings, stop, reading_done))?;
-        }
-        if let Some(screen) = screen.as_mut() {
-            let live = LiveSettings { hold: Duration::from_millis(u64::from(config.overlay.hold_ms)) };
-            let (pipeline, stop, shown) = (&pipeline, &stop, &*shown);
-            std::thread::Builder::new().name("display".into()).spawn_scoped(scope, move || {
-                run_live(screen.as_mut(), pipeline, &live, shown, stop);
-            })?;
-        }
-        if let Some(snapshots) = &config.everything.snapshots {
-            let settings = config.everything.settings();
-            let (pipeline, stop) = (&pipeline, &stop);
-            std::thread::Builder::new()
-                .name("snapshots".into())
-                .spawn_scoped(scope, move || run_snapshots(pipeline, &settings, snapshots, stop))?;
-        }
-        if let (Some(settings), Some(display)) = (&config.touch, display_size) {
-            // Not scoped: a read from the device blocks until the next event,
-            // and the process exits without waiting for it.
-            let settings = settings.clone();
-            let (pipeline, shown) = (pipeline.clone(), shown.clone());
-            std::thread::Builder::new().name("touch".into()).spawn(move || {
-                run_taps(|| EvdevTouch::open(&settings, display), &pipeline, &shown);
-            })?;
-        }
-        if stdin_prompts {
-            // Not scoped: a read from stdin cannot be interrupted, and the
-            // process exits without waiting for it.
-            let pipeline = pipeline.clone();
-            std::thread::Builder::new().name("stdin".into()).spawn(move || {
-                if let Err(e) = run_prompts(std::io::stdin().lock(), std::io::stdout().lock(), &pipeline) {
-                    error!("stdin prompts: {e}");
-                }
-            })?;
-        }
-        service.ready(&format!("serving {}", path.display()));
-        info!("maskd ready ({})", path.display());
-        let exit = wait_for_signal(signals, path, &pipeline, &service);
+        let adapters = Adapters { settings, pipeline: &pipeline, stop: &stop, reading_done: &reading_done };
+        adapters.start(scope, line.as_ref(), screen.as_deref_mut())?;
+        service.ready(&format!("serving {}", settings.path.display()));
+        info!("maskd ready ({})", settings.path.display());
+        let exit = wait_for_signal(signals, settings, &pipeline, &service);
         service.stopping();
         info!("stopping: answering the prompts in flight");
         stop.store(true, Ordering::SeqCst);
@@ -160,16 +97,87 @@ pub fn run(path: &Path, config: &Config, stdin_prompts: bool) -> Result<Exit> {
         pipeline.shutdown();
         Ok(exit)
     })?;
-    if let Some(pty) = pty {
-        pty.wait_until_read(Duration::from_secs(2));
+    if let Some(line) = line {
+        line.close();
     }
     info!("stopped");
     Ok(exit)
 }
 
+fn start_pipeline(settings: &Settings) -> Result<Pipeline> {
+    let model = &settings.model;
+    set_threads(model.threads)?;
+    let sam = Sam::load_computing(&model.dir, model.precision, model.compute)?;
+    info!("model {} ({}) loaded from {}", sam.manifest().model, sam.encoder_name(), model.dir.display());
+    Pipeline::start(Arc::new(sam), frame_source(settings), &settings.pipeline)
+}
+
+/// The threads that feed the pipeline and show its answers, for one run.
+struct Adapters<'a> {
+    settings: &'a Settings,
+    pipeline: &'a Arc<Pipeline>,
+    stop: &'a AtomicBool,
+    reading_done: &'a AtomicBool,
+}
+
+impl<'a> Adapters<'a> {
+    /// Starts a thread for each configured adapter: the line, the display,
+    /// snapshots, touch and stdin prompts.
+    fn start<'scope, 'env: 'scope>(
+        &self,
+        scope: &'scope Scope<'scope, 'env>,
+        line: Option<&'env Line>,
+        screen: Option<&'env mut (dyn Screen + 'static)>,
+    ) -> Result<()>
+    where
+        'a: 'env,
+    {
+        let Adapters { settings, pipeline, stop, reading_done } = *self;
+        let placement = Placement::default();
+        if let (Some(line), Some(line_settings)) = (line, &settings.line) {
+            let server = &line_settings.server;
+            spawn_scoped(scope, "serial", move || line::run_line(line, server, pipeline, stop, reading_done))?;
+        }
+        let display_size = screen.as_ref().map(|screen| screen.size());
+        if let (Some(screen), Some(display)) = (screen, &settings.display) {
+            let placement = placement.clone();
+            spawn_scoped(scope, "display", move || run_live(screen, pipeline, &display.live, &placement, stop))?;
+        }
+        if let Some(snapshots) = &settings.snapshots {
+            spawn_scoped(scope, "snapshots", move || run_snapshots(pipeline, &settings.everything, snapshots, stop))?;
+        }
+        if let (Some(touch), Some(display)) = (&settings.touch, display_size) {
+            // Not scoped: a read from the device blocks until the next event,
+            // and the process exits without waiting for it.
+            let (touch, pipeline) = (touch.clone(), Arc::clone(pipeline));
+            spawn("touch", move || run_taps(|| EvdevTouch::open(&touch, display), &pipeline, &placement))?;
+        }
+        if settings.stdin_prompts {
+            // Not scoped: a read from stdin cannot be interrupted.
+            let pipeline = Arc::clone(pipeline);
+            spawn("stdin", move || {
+                if let Err(e) = run_prompts(std::io::stdin().lock(), std::io::stdout().lock(), &pipeline) {
+                    error!("stdin prompts: {e}");
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn spawn_scoped<'scope, 'env>(scope: &'scope Scope<'scope, 'env>, name: &str, body: impl FnOnce() + Send + 'scope) -> Result<()> {
+    std::thread::Builder::new().name(name.into()).spawn_scoped(scope, body).with_context(|| format!("starting the {name} thread"))?;
+    Ok(())
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new().name(name.into()).spawn(body).with_context(|| format!("starting the {name} thread"))?;
+    Ok(())
+}
+
 /// Pings the watchdog while the workers live; returns at the first
 /// stopping signal or valid reload.
-fn wait_for_signal(mut signals: Signals, path: &Path, pipeline: &Pipeline, service: &Service) -> Exit {
+fn wait_for_signal(mut signals: Signals, settings: &Settings, pipeline: &Pipeline, service: &Service) -> Exit {
     let (signal_tx, signal_rx) = bounded(4);
     let handle = signals.handle();
     std::thread::spawn(move || {
@@ -191,9 +199,9 @@ fn wait_for_signal(mut signals: Signals, path: &Path, pipeline: &Pipeline, servi
                 }
             }
             recv(signal_rx) -> signal => match signal {
-                Ok(SIGHUP) => match Config::load(path) {
+                Ok(SIGHUP) => match Settings::load(&settings.path, settings.stdin_prompts) {
                     Ok(_) => {
-                        info!("SIGHUP: {} is valid, restarting with it", path.display());
+                        info!("SIGHUP: {} is valid, restarting with it", settings.path.display());
                         service.reloading();
                         break Exit::Reload;
                     }
@@ -211,16 +219,16 @@ fn wait_for_signal(mut signals: Signals, path: &Path, pipeline: &Pipeline, servi
     exit
 }
 
-fn frame_source(config: &Config) -> Box<dyn FrameSource> {
-    match &config.source {
+fn frame_source(settings: &Settings) -> Box<dyn FrameSource> {
+    match &settings.source {
         SourceConfig::Camera(camera) => Box::new(Camera::new(camera.clone())),
         SourceConfig::Files(files) => Box::new(FileSource::new(files.clone())),
         SourceConfig::Pattern(pattern) => Box::new(PatternSource::new(pattern.clone())),
     }
 }
 
-fn open_display(config: &Config) -> Result<Option<Box<dyn Screen>>> {
-    Ok(match &config.display {
+fn open_display(settings: &Settings) -> Result<Option<Box<dyn Screen>>> {
+    Ok(match settings.display.as_ref().map(|d| &d.screen) {
         None => None,
         Some(DisplayConfig::Png(png)) => Some(Box::new(PngSnapshot::new(png)?)),
         Some(DisplayConfig::Framebuffer(fb)) => Some(Box::new(Framebuffer::open(fb)?)),

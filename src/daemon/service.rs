@@ -45,8 +45,7 @@ fn notify(states: &[NotifyState]) {
 /// Logs to the journal when stderr is connected to it (a systemd service),
 /// else to stderr. `level` applies to maskd's own messages; other crates
 /// (tract's optimiser is chatty) log warnings only. `RUST_LOG` overrides both.
-pub fn init_logging(level: &str) {
-    let level: LevelFilter = level.parse().unwrap_or(LevelFilter::Info);
+pub fn init_logging(level: LevelFilter) {
     let mut filter = env_filter::Builder::new();
     filter.filter_level(LevelFilter::Warn).filter_module("maskd", level);
     if let Ok(spec) = std::env::var("RUST_LOG") {

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, RecvTimeoutError};
 use log::{debug, info, warn};
 
-use super::config::SnapshotsConfig;
+use super::settings::SnapshotSettings;
 use crate::display::{replace_file, write_png};
 use crate::everything::{self, ProposedMask, SamRecord, Settings};
 use crate::model::Mask;
@@ -22,8 +22,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// Takes a snapshot every `config.every_s` (start to start; a slow one is
 /// followed by the next at once) until `stop`. A frame already snapshotted
 /// is not done again, so a still source costs nothing.
-pub fn run_snapshots(pipeline: &Pipeline, settings: &Settings, config: &SnapshotsConfig, stop: &AtomicBool) {
-    let every = Duration::from_secs_f64(config.every_s);
+pub fn run_snapshots(pipeline: &Pipeline, settings: &Settings, config: &SnapshotSettings, stop: &AtomicBool) {
+    let every = config.every;
     let mut next = Instant::now() + every;
     let mut last_frame = None;
     while !stop.load(Ordering::Relaxed) {

@@ -4,7 +4,6 @@
 //! slow screen never holds up inference.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use embedded_graphics::prelude::{Point as EgPoint, Primitive, Size as EgSize};
@@ -15,8 +14,7 @@ use image::RgbImage;
 use log::warn;
 
 use super::caption::Caption;
-use super::canvas::Canvas;
-use super::letterbox::Letterbox;
+use crate::draw::{Canvas, Letterbox, Placement};
 use super::overlay::{Overlay, MASK_COLOR};
 use super::screen::Screen;
 use crate::model::{Candidate, Prompt, Size};
@@ -60,18 +58,18 @@ pub fn compose(picture: &RgbImage, shown: Option<Shown<'_>>, lines: &[String], s
 }
 
 /// How long an answer stays on screen before live frames resume.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LiveSettings {
     pub hold: Duration,
 }
 
 /// Shows the pipeline's frames and answers on `screen` until `stop`.
-/// `letterbox` always holds the mapping of the picture on screen, for touch input.
+/// `placement` always holds where the picture sits on screen, for touch input.
 pub fn run_live(
     screen: &mut dyn Screen,
     pipeline: &Pipeline,
     settings: &LiveSettings,
-    letterbox: &Mutex<Option<Letterbox>>,
+    placement: &Placement,
     stop: &AtomicBool,
 ) {
     let (mut frame_seen, mut answer_seen) = (0, 0);
@@ -112,7 +110,7 @@ pub fn run_live(
         showing_answer = shown.is_some();
         let started = Instant::now();
         let (out, fit) = compose(picture, shown, &lines, screen.size());
-        *letterbox.lock().unwrap_or_else(PoisonError::into_inner) = Some(fit);
+        placement.set(fit);
         match screen.show(&out) {
             Ok(()) => failing = false,
             // Say it once per outage, not at every frame.

@@ -1,19 +1,15 @@
 //! Rendering masks for people: overlays drawn through embedded-graphics, shown
 //! on a Linux framebuffer or written to a PNG file.
 
-mod canvas;
 mod caption;
 mod framebuffer;
-mod letterbox;
 mod live;
 mod overlay;
 mod screen;
 mod snapshot;
 
-pub use canvas::Canvas;
 pub use caption::Caption;
 pub use framebuffer::{pack, Channel, Framebuffer, FramebufferSettings, PixelLayout};
-pub use letterbox::Letterbox;
 pub use live::{compose, run_live, LiveSettings, Shown};
 pub use overlay::{Overlay, MASK_ALPHA, MASK_COLOR};
 pub use screen::Screen;

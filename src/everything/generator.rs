@@ -15,7 +15,7 @@ use super::grid::{points_per_side, unit_grid};
 use super::nms::{nms, nms_box, rle_iou};
 use super::regions::{remove_small_regions, Region};
 use super::settings::Settings;
-use crate::model::{Embedding, LowResMasks, Mask, MaskDecoder, PixelBox, Point, Prompt, Rle, Sam, Size, TOKENS};
+use crate::model::{Embedding, LowResMasks, Mask, PixelBox, Point, Prompt, Rle, Sam, Size, TOKENS};
 
 /// One mask found in the image, in the image's own frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +152,7 @@ fn run(
             &cropped
         };
         let mut batches = Batches { state: &mut state, progress: &mut progress };
-        found.extend(process_crop(&sam.decoder, crop_embedding, crop, &grids[crop.layer], size, settings, &mut batches)?);
+        found.extend(process_crop(sam, crop_embedding, crop, &grids[crop.layer], size, settings, &mut batches)?);
         state.crops_done += 1;
         report(&mut progress, &state)?;
     }
@@ -183,7 +183,7 @@ struct Batches<'a, F: FnMut(&Progress) -> ControlFlow<()>> {
 /// SAM's `_process_crop` + `_process_batch`: the crop's grid in batches,
 /// every multimask candidate filtered, then NMS by predicted IoU.
 fn process_crop<F: FnMut(&Progress) -> ControlFlow<()>>(
-    decoder: &MaskDecoder,
+    sam: &Sam,
     embedding: &Embedding,
     crop: &CropBox,
     grid: &[[f64; 2]],
@@ -200,7 +200,7 @@ fn process_crop<F: FnMut(&Progress) -> ControlFlow<()>>(
             .map(|&[x, y]| Prompt::from_points(vec![Point::foreground(x as f32, y as f32)]))
             .collect();
         let started = Instant::now();
-        let decoded = decode_each(decoder, embedding, &prompts)?;
+        let decoded = decode_each(sam, embedding, &prompts)?;
         for (&[x, y], low_res) in batch.iter().zip(&decoded) {
             // SAM's generator always takes the 3 multimask outputs of a lone point.
             for token in 1..TOKENS {
@@ -242,10 +242,10 @@ fn process_crop<F: FnMut(&Progress) -> ControlFlow<()>>(
 /// Decodes each prompt against `embedding`, in order, one decoder run per
 /// prompt: tract runs a batch of prompts slower per prompt than single ones
 /// (docs/PERFORMANCE.md), so `low_res_batch` gets one at a time.
-fn decode_each(decoder: &MaskDecoder, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<LowResMasks>> {
+fn decode_each(sam: &Sam, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<LowResMasks>> {
     prompts
         .iter()
-        .map(|prompt| Ok(decoder.low_res_batch(embedding, std::slice::from_ref(prompt))?.remove(0)))
+        .map(|prompt| Ok(sam.low_res_batch(embedding, std::slice::from_ref(prompt))?.remove(0)))
         .collect()
 }
 

@@ -4,7 +4,7 @@
 use embedded_graphics::pixelcolor::Rgb888;
 use image::{GrayImage, Luma, RgbImage};
 
-use crate::display::Canvas;
+use crate::draw::Canvas;
 use crate::model::Mask;
 
 /// Opacity of each mask's tint (0-255).

@@ -3,6 +3,9 @@
 //! where tract's f16 kernels do twice the multiply-adds per instruction.
 
 use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
 
 use anyhow::{bail, Result};
 use tract_onnx::prelude::*;
@@ -13,7 +16,8 @@ use super::Precision;
 
 /// What the encoder's arithmetic runs in. The weights come from the
 /// [`Precision`] variant either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
 pub enum Compute {
     #[default]
     F32,
@@ -22,6 +26,10 @@ pub enum Compute {
 }
 
 impl Compute {
+    /// Every compute type, by its key.
+    pub const KEYS: [&'static str; 2] = ["f32", "f16"];
+
+    /// The text form.
     pub fn key(self) -> &'static str {
         match self {
             Compute::F32 => "f32",
@@ -47,6 +55,26 @@ impl Compute {
             Compute::F32 => true,
             Compute::F16 => tract_linalg::has_fp16(),
         }
+    }
+}
+
+impl FromStr for Compute {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Compute, String> {
+        match s.trim() {
+            "f32" => Ok(Compute::F32),
+            "f16" => Ok(Compute::F16),
+            other => Err(format!("unknown compute {other:?}, expected \"f32\" or \"f16\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for Compute {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Compute, String> {
+        s.parse()
     }
 }
 
@@ -139,6 +167,14 @@ mod tests {
         assert_eq!(Compute::F32.variant_key(Precision::Int8), "int8");
         assert_eq!(Compute::F16.variant_key(Precision::Int8), "int8-f16");
         assert_eq!(Compute::F16.variant_key(Precision::F32), "f32-f16");
+    }
+
+    #[test]
+    fn computes_read_back_their_keys() {
+        for key in Compute::KEYS {
+            assert_eq!(key.parse::<Compute>().unwrap().to_string(), key);
+        }
+        assert!("half".parse::<Compute>().unwrap_err().contains("\"half\""));
     }
 
     #[test]

@@ -1,15 +1,70 @@
 //! The image encoder: one heavy pass per frame, producing an embedding.
+//!
+//! [`Encoder`] is the role; [`ImageEncoder`] fills it with a tract plan on
+//! this machine, and an inference server elsewhere can fill it too.
 
+use std::fmt;
 use std::sync::OnceLock;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use image::RgbImage;
 use tract_onnx::prelude::*;
 
 use super::compute::Compute;
-use super::manifest::Manifest;
+use super::manifest::{Manifest, Precision};
 use super::preprocess::{encoder_input, Geometry, Size};
 use super::session::{self, Plan};
+
+/// The role of SAM's image encoder: an image in, its embedding out, once
+/// per frame. Whoever runs it (this machine, a server) is the implementor's
+/// business; the decoder only needs the embedding.
+pub trait Encoder: Send + Sync + fmt::Debug {
+    /// Encodes an RGB image of any size.
+    ///
+    /// # Errors
+    /// The image is empty, or the encoder failed (its message says why).
+    fn embed(&self, image: &RgbImage) -> Result<Embedding>;
+
+    /// A short name for logs, file names and table columns: "int8",
+    /// "int8-f16", or a remote model's name.
+    fn name(&self) -> String;
+
+    /// Where embeddings come from right now.
+    fn state(&self) -> EncoderState {
+        EncoderState::Local
+    }
+}
+
+/// Where an [`Encoder`] gets its embeddings, as Status reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncoderState {
+    /// This machine's encoder.
+    #[default]
+    Local,
+    /// A remote inference server answers.
+    Remote,
+    /// The remote server does not answer: this machine's encoder stands in.
+    Fallback,
+    /// The remote server does not answer and nothing stands in: frames go unencoded.
+    Down,
+}
+
+impl EncoderState {
+    pub fn key(self) -> &'static str {
+        match self {
+            EncoderState::Local => "local",
+            EncoderState::Remote => "remote",
+            EncoderState::Fallback => "fallback",
+            EncoderState::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for EncoderState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
 
 /// The encoder's output for one image, with the geometry needed to map
 /// prompts in and masks out.
@@ -27,55 +82,64 @@ pub struct Embedding {
 pub(crate) struct FrameTensors(pub(crate) Vec<Arc<Tensor>>);
 
 impl Embedding {
+    /// An embedding computed elsewhere (a remote encoder): `features` is
+    /// the encoder output for an image that maps onto the model input as
+    /// `geometry` says.
+    pub fn new(features: Tensor, geometry: Geometry) -> Embedding {
+        Embedding { features: Arc::new(features), geometry, frame: Arc::default() }
+    }
+
     /// The encoder output, `[1, C, H, W]`.
     pub fn features(&self) -> &Tensor {
         &self.features
     }
 }
 
-/// A loaded image encoder.
+/// The encoder of a local model, run by tract on this machine.
 #[derive(Debug, Clone)]
 pub struct ImageEncoder {
     plan: Plan,
     input_side: u32,
     pixel_mean: [f32; 3],
     pixel_std: [f32; 3],
-    embedding_shape: [usize; 4],
+    precision: Precision,
     compute: Compute,
 }
 
 impl ImageEncoder {
-    /// Loads the encoder ONNX file for `manifest`, to compute in `compute`.
-    pub fn load(manifest: &Manifest, path: &std::path::Path, compute: Compute) -> Result<ImageEncoder> {
+    /// Loads the encoder of the `precision` variant of `manifest`, to compute in `compute`.
+    ///
+    /// # Errors
+    /// The variant or its file is missing or broken.
+    pub fn load(manifest: &Manifest, precision: Precision, compute: Compute) -> Result<ImageEncoder> {
+        let path = manifest.file_path(&manifest.variant(precision)?.encoder)?;
         let side = manifest.image_size;
         let plan = session::load(
-            path,
+            &path,
             &[("image", session::f32_input(&[1, 3, side, side]))],
             &["image_embeddings"],
             compute,
         )
         .context("loading the image encoder")?;
-        let [c, h, w] = manifest.embedding_shape;
         Ok(ImageEncoder {
             plan,
             input_side: side as u32,
             pixel_mean: manifest.pixel_mean,
             pixel_std: manifest.pixel_std,
-            embedding_shape: [1, c, h, w],
+            precision,
             compute,
         })
     }
 
-    /// Runs the encoder on an RGB image of any size.
-    ///
-    /// # Errors
-    /// The image is empty, or the model fails or returns an unexpected shape.
-    pub fn embed(&self, image: &RgbImage) -> Result<Embedding> {
-        let (input, geometry) = self.input(image)?;
-        self.embed_input(input, geometry)
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
-    /// The first half of [`ImageEncoder::embed`]: the plan's input tensor
+    pub fn compute(&self) -> Compute {
+        self.compute
+    }
+
+    /// The first half of [`Encoder::embed`]: the plan's input tensor
     /// for `image` (resized, normalized, padded) and how the image maps onto it.
     ///
     /// # Errors
@@ -86,11 +150,11 @@ impl ImageEncoder {
         Ok((Tensor::from(input), geometry))
     }
 
-    /// The second half of [`ImageEncoder::embed`]: runs the plan alone on an
+    /// The second half of [`Encoder::embed`]: runs the plan alone on an
     /// input from [`ImageEncoder::input`].
     ///
     /// # Errors
-    /// The model fails or returns an unexpected shape.
+    /// The model fails.
     pub fn embed_input(&self, input: Tensor, geometry: Geometry) -> Result<Embedding> {
         let input = match self.compute {
             Compute::F32 => input,
@@ -102,12 +166,21 @@ impl ImageEncoder {
             Compute::F32 => outputs.remove(0).into_arc_tensor(),
             Compute::F16 => Arc::new(outputs[0].cast_to::<f32>()?.into_owned()),
         };
-        ensure!(
-            features.shape() == self.embedding_shape,
-            "the image encoder returned shape {:?}, the manifest says {:?}",
-            features.shape(),
-            self.embedding_shape
-        );
         Ok(Embedding { features, geometry, frame: Arc::default() })
+    }
+}
+
+impl Encoder for ImageEncoder {
+    /// Runs the plan on an RGB image of any size.
+    ///
+    /// # Errors
+    /// The image is empty, or the model fails or returns an unexpected shape.
+    fn embed(&self, image: &RgbImage) -> Result<Embedding> {
+        let (input, geometry) = self.input(image)?;
+        self.embed_input(input, geometry)
+    }
+
+    fn name(&self) -> String {
+        self.compute.variant_key(self.precision)
     }
 }

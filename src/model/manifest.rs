@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
@@ -15,22 +16,47 @@ use serde::Deserialize;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// Which weights of a model to load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
 pub enum Precision {
     /// The float32 export.
-    #[default]
     F32,
-    /// The int8 (quantized) export.
+    /// int8 weights, dequantized at load: within the quality gate of
+    /// float32 (docs/EVAL.md), half the file size.
+    #[default]
     Int8,
 }
 
 impl Precision {
-    /// The key of this precision in the manifest's `variants`.
+    /// Every precision, by its key.
+    pub const KEYS: [&'static str; 2] = ["int8", "f32"];
+
+    /// The key of this precision in the manifest's `variants`, and its text form.
     pub fn key(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
             Precision::Int8 => "int8",
         }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Precision, String> {
+        match s.trim() {
+            "f32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!("unknown precision {other:?}, expected \"int8\" or \"f32\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for Precision {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Precision, String> {
+        s.parse()
     }
 }
 
@@ -226,6 +252,16 @@ mod tests {
         assert!(err.contains("5 bytes") && err.contains("says 3"), "{err}");
         let err = format!("{:#}", manifest.file_path(&variant.decoder).unwrap_err());
         assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn precisions_read_back_their_keys() {
+        for key in Precision::KEYS {
+            assert_eq!(key.parse::<Precision>().unwrap().to_string(), key);
+        }
+        assert_eq!(" f32".parse::<Precision>(), Ok(Precision::F32));
+        assert_eq!(Precision::default(), Precision::Int8);
+        assert_eq!("fp16".parse::<Precision>().unwrap_err(), "unknown precision \"fp16\", expected \"int8\" or \"f32\"");
     }
 
     #[test]

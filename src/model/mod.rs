@@ -17,14 +17,15 @@ mod resize;
 mod session;
 
 use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use image::RgbImage;
 
 pub use compute::Compute;
 pub use decoder::{Candidate, LowResMasks, MaskDecoder, Masks, TOKENS};
 pub use distance::squared_distance_to_outside;
-pub use encoder::{Embedding, ImageEncoder};
+pub use encoder::{Embedding, Encoder, EncoderState, ImageEncoder};
 pub use manifest::{Manifest, ModelFile, Precision, Variant, MANIFEST_FILE};
 pub use mask::{Mask, PixelBox, Rle};
 pub use postprocess::{MASK_THRESHOLD, STABILITY_OFFSET};
@@ -32,14 +33,14 @@ pub use preprocess::{Geometry, Size};
 pub use prompt::{BoxPrompt, LowResMask, Point, PointLabel, Prompt, PromptError};
 pub use session::set_threads;
 
-/// A SAM-family model: an image encoder and a mask decoder from one manifest.
+/// A SAM-family model: an image encoder (on this machine or elsewhere) and
+/// the mask decoder of one manifest.
 #[derive(Debug, Clone)]
 pub struct Sam {
-    pub encoder: ImageEncoder,
-    pub decoder: MaskDecoder,
-    pub manifest: Manifest,
-    pub precision: Precision,
-    pub compute: Compute,
+    encoder: Arc<dyn Encoder>,
+    decoder: MaskDecoder,
+    manifest: Manifest,
+    precision: Precision,
 }
 
 impl Sam {
@@ -59,39 +60,58 @@ impl Sam {
     /// # Errors
     /// As [`Sam::load`].
     pub fn load_computing(dir: impl AsRef<Path>, precision: Precision, compute: Compute) -> Result<Sam> {
-        if !compute.is_native() {
-            log::warn!("this CPU has no {compute} arithmetic that tract uses: the encoder runs emulated, many times slower");
-        }
         let manifest = Manifest::load(dir)?;
-        let variant = manifest.variant(precision)?;
-        let encoder_path = manifest.file_path(&variant.encoder)?;
-        // Loading is tract's single-threaded graph rewriting: the decoder (a
-        // quarter of it) loads on a second core meanwhile (docs/PERFORMANCE.md#loading).
-        let (encoder, decoder) = std::thread::scope(|scope| {
-            let decoder = scope.spawn(|| MaskDecoder::load(&manifest, variant));
-            let encoder = ImageEncoder::load(&manifest, &encoder_path, compute);
-            (encoder, decoder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-        });
-        session::release_freed_memory();
-        let encoder = encoder
-            .with_context(|| format!("model {} ({precision}, {compute} compute)", manifest.model))?;
-        let decoder = decoder.with_context(|| format!("model {} ({precision})", manifest.model))?;
-        Ok(Sam { encoder, decoder, manifest, precision, compute })
+        let (encoder, decoder) = load_local(&manifest, precision, compute)?;
+        Ok(Sam { encoder: Arc::new(encoder), decoder, manifest, precision })
     }
 
-    /// The weights and, when not float32, what the encoder computes in:
-    /// "int8", "int8, f16 encoder".
-    pub fn variant(&self) -> String {
-        match self.compute {
-            Compute::F32 => self.precision.to_string(),
-            compute => format!("{}, {compute} encoder", self.precision),
-        }
+    /// The decoder of the `precision` variant of `manifest`'s model, with
+    /// embeddings from `encoder` (which must make them for this decoder: the
+    /// manifest's `embedding_shape` is checked on every one).
+    ///
+    /// # Errors
+    /// As [`Sam::load`].
+    pub fn with_encoder(manifest: Manifest, precision: Precision, encoder: Arc<dyn Encoder>) -> Result<Sam> {
+        let decoder = load_decoder(&manifest, precision)?;
+        session::release_freed_memory();
+        Ok(Sam { encoder, decoder, manifest, precision })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The variant whose decoder (and local encoder) runs.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The encoder's name: "int8", "int8-f16", a remote model.
+    pub fn encoder_name(&self) -> String {
+        self.encoder.name()
+    }
+
+    /// Where embeddings come from right now.
+    pub fn encoder_state(&self) -> EncoderState {
+        self.encoder.state()
     }
 
     /// Encodes an image (the heavy, once-per-frame step), including the
     /// mask decoder's per-frame part, so that decoding pays only per prompt.
+    ///
+    /// # Errors
+    /// The image is empty, the encoder fails, or its embedding does not
+    /// have the manifest's shape.
     pub fn embed(&self, image: &RgbImage) -> Result<Embedding> {
         let embedding = self.encoder.embed(image)?;
+        let [c, h, w] = self.manifest.embedding_shape;
+        ensure!(
+            embedding.features().shape() == [1, c, h, w],
+            "the image encoder ({}) returned shape {:?}, model {} needs [1, {c}, {h}, {w}]",
+            self.encoder.name(),
+            embedding.features().shape(),
+            self.manifest.model
+        );
         self.decoder.prepare(&embedding)?;
         Ok(embedding)
     }
@@ -106,4 +126,45 @@ impl Sam {
     pub fn decode_batch(&self, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<Masks>> {
         self.decoder.decode_batch(embedding, prompts)
     }
+
+    /// [`Sam::decode_batch`] without upscaling (see [`MaskDecoder::low_res_batch`]).
+    pub fn low_res_batch(&self, embedding: &Embedding, prompts: &[Prompt]) -> Result<Vec<LowResMasks>> {
+        self.decoder.low_res_batch(embedding, prompts)
+    }
+}
+
+/// The local encoder and the mask decoder of the `precision` variant.
+/// Loading is tract's single-threaded graph rewriting: the decoder (a
+/// quarter of it) loads on a second core meanwhile (docs/PERFORMANCE.md#loading).
+///
+/// # Errors
+/// As [`Sam::load`].
+pub fn load_local(manifest: &Manifest, precision: Precision, compute: Compute) -> Result<(ImageEncoder, MaskDecoder)> {
+    let (encoder, decoder) = std::thread::scope(|scope| {
+        let decoder = scope.spawn(|| load_decoder(manifest, precision));
+        let encoder = load_encoder(manifest, precision, compute);
+        (encoder, decoder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    session::release_freed_memory();
+    Ok((encoder?, decoder?))
+}
+
+/// The local encoder of `precision` weights computing in `compute`.
+///
+/// # Errors
+/// As [`Sam::load`].
+pub fn load_encoder(manifest: &Manifest, precision: Precision, compute: Compute) -> Result<ImageEncoder> {
+    if !compute.is_native() {
+        log::warn!("this CPU has no {compute} arithmetic that tract uses: the encoder runs emulated, many times slower");
+    }
+    ImageEncoder::load(manifest, precision, compute)
+        .with_context(|| format!("model {} ({precision}, {compute} compute)", manifest.model))
+}
+
+/// The mask decoder of the `precision` variant.
+///
+/// # Errors
+/// As [`Sam::load`].
+pub fn load_decoder(manifest: &Manifest, precision: Precision) -> Result<MaskDecoder> {
+    MaskDecoder::load(manifest, manifest.variant(precision)?).with_context(|| format!("model {} ({precision})", manifest.model))
 }

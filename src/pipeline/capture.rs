@@ -11,7 +11,7 @@ use log::{info, warn};
 use super::frame::Frame;
 use super::stats::millis_since;
 use super::{Shared, TICK};
-use crate::camera::{CaptureError, FrameSource};
+use super::source::{CaptureError, FrameSource};
 
 /// Where the frame source stands, as reported in Status messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl CameraState {
 }
 
 /// Retry and health timing of the capture thread.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CaptureSettings {
     /// First wait before reopening a failed source; doubles up to `backoff_max`.
     pub backoff_min: Duration,

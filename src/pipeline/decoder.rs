@@ -86,7 +86,6 @@ fn answer(shared: &Shared, job: &Job) -> Result<Arc<Answer>, Rejection> {
     let frame_age = start.saturating_duration_since(frame.captured);
     let low_res = shared
         .sam
-        .decoder
         .low_res_batch(&embedded.embedding, std::slice::from_ref(&job.prompt))
         .map_err(|e| {
             error!("decoding a prompt on frame {}: {e:#}", frame.id);

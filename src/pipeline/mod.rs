@@ -15,6 +15,7 @@ mod encoder;
 mod frame;
 mod latest;
 mod request;
+mod source;
 mod stats;
 
 pub use cache::{EmbeddedFrame, EmbeddingCache};
@@ -22,6 +23,7 @@ pub use capture::{CameraState, CaptureSettings};
 pub use frame::Frame;
 pub use latest::Latest;
 pub use request::{Answer, EverythingJob, EverythingReply, FrameSelector, Job, Objects, Rejection, Reply};
+pub use source::{CaptureError, FrameSource};
 pub use stats::PipelineStatus;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,12 +34,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use crate::camera::FrameSource;
 use crate::model::Sam;
 use stats::Counters;
 
 /// How the pipeline is sized.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PipelineSettings {
     /// Embeddings kept, so that prompts can target a recent frame by id.
     pub embeddings_kept: usize,

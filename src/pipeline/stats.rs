@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::capture::CameraState;
+use crate::model::EncoderState;
 use super::Shared;
 
 /// Encoder runs averaged for fps and latency.
@@ -83,6 +84,8 @@ pub struct PipelineStatus {
     /// Image encoder time, recent average, ms.
     pub encoder_ms: f32,
     pub camera: CameraState,
+    /// Where the frames' embeddings come from.
+    pub encoder: EncoderState,
     pub queue_depth: usize,
     pub queue_capacity: usize,
     pub frames_superseded: u32,
@@ -106,6 +109,7 @@ impl Shared {
             fps,
             encoder_ms,
             camera,
+            encoder: self.sam.encoder_state(),
             queue_depth,
             queue_capacity: self.queue_capacity,
             frames_superseded: c.frames_superseded.load(Ordering::Relaxed),

@@ -35,10 +35,8 @@ const MAX_DOWNSCALE: u8 = 64;
 const MAX_POINTS_PER_SIDE: u8 = 64;
 
 /// What the daemon announces and enforces on the line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
-    /// The model name announced in Capabilities.
-    pub model: String,
     pub max_points: u8,
     pub heartbeat: Duration,
     /// How EverythingRequests run; their `points_per_side` 0 means this one's.
@@ -537,7 +535,7 @@ fn capabilities(pipeline: &Pipeline, settings: &ServerSettings) -> Capabilities 
         max_frame: MAX_FRAME as u16,
         image_width: u16::try_from(width).unwrap_or(u16::MAX),
         image_height: u16::try_from(height).unwrap_or(u16::MAX),
-        model: settings.model.clone(),
+        model: pipeline.sam().manifest().model.clone(),
         max_points: settings.max_points,
         queue_capacity: u8::try_from(status.queue_capacity).unwrap_or(u8::MAX),
         heartbeat_ms: u32::try_from(settings.heartbeat.as_millis()).unwrap_or(u32::MAX),

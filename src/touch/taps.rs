@@ -1,7 +1,6 @@
 //! Taps as prompts: each tap on the picture segments the object under it
 //! in the newest frame; the display shows the answer.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -9,7 +8,7 @@ use crossbeam_channel::unbounded;
 use log::{debug, info, warn};
 
 use super::{Touch, TouchSource};
-use crate::display::Letterbox;
+use crate::draw::{Letterbox, Placement};
 use crate::model::{Point, Prompt};
 use crate::pipeline::{FrameSelector, Job, Pipeline};
 
@@ -19,7 +18,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// Opens the touch device with `open` (again after each failure, with
 /// backoff) and queues a point prompt for every tap on the picture; taps on
 /// the bars around it are ignored. Runs until the process ends.
-pub fn run_taps<T: TouchSource>(mut open: impl FnMut() -> Result<T>, pipeline: &Pipeline, shown: &Mutex<Option<Letterbox>>) {
+pub fn run_taps<T: TouchSource>(mut open: impl FnMut() -> Result<T>, pipeline: &Pipeline, shown: &Placement) {
     let (replies, answered) = unbounded();
     // The answers reach the screen through the pipeline; here they are only logged.
     std::thread::spawn(move || {
@@ -50,7 +49,7 @@ pub fn run_taps<T: TouchSource>(mut open: impl FnMut() -> Result<T>, pipeline: &
                     break;
                 }
             };
-            let fit = *shown.lock().unwrap_or_else(PoisonError::into_inner);
+            let fit = shown.get();
             let Some(prompt) = tap_prompt(touch, fit) else {
                 debug!("touch: tap at ({:.0}, {:.0}) is off the picture", touch.x, touch.y);
                 continue;

@@ -15,7 +15,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use maskd::model::{Compute, Manifest, Precision};
 
-use super::args::ComputeArg;
+use super::args::{compute_parser, precision_parser};
 
 use report::{Config, Figures, Report};
 use worker::Samples;
@@ -32,12 +32,12 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     threads: Vec<usize>,
     /// Model variants to measure.
-    #[arg(long, value_delimiter = ',', default_value = "f32,int8", value_parser = parse_precision)]
+    #[arg(long, value_delimiter = ',', default_value = "f32,int8", value_parser = precision_parser())]
     variants: Vec<Precision>,
     /// What maskd's encoder computes in (f16: aarch64 cores with FP16).
     /// ONNX Runtime runs the same files in float32.
-    #[arg(long, value_enum, default_value_t = ComputeArg::F32)]
-    compute: ComputeArg,
+    #[arg(long, default_value_t = Compute::default(), value_parser = compute_parser())]
+    compute: Compute,
     /// Prompts decoded per image, cycling through 1, 2 and 5 points and a box.
     #[arg(long, default_value_t = 20)]
     prompts: usize,
@@ -62,14 +62,6 @@ pub struct BenchArgs {
     dump: Option<PathBuf>,
 }
 
-fn parse_precision(s: &str) -> Result<Precision, String> {
-    match s.trim() {
-        "f32" => Ok(Precision::F32),
-        "int8" => Ok(Precision::Int8),
-        other => Err(format!("unknown variant {other:?}: expected f32 or int8")),
-    }
-}
-
 pub fn run(args: &BenchArgs) -> Result<()> {
     ensure!(args.frames > 0, "--frames must be at least 1");
     ensure!(args.prompts > 0, "--prompts must be at least 1");
@@ -85,7 +77,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let scratch = Scratch::new()?;
     let script = python.as_ref().map(|_| ort::write_script(&scratch.0)).transpose()?;
 
-    let compute = Compute::from(args.compute);
+    let compute = args.compute;
     let mut configs = Vec::new();
     let mut ort_version = None;
     for &precision in &args.variants {
@@ -136,7 +128,7 @@ fn run_worker(args: &BenchArgs, images: Vec<PathBuf>) -> Result<()> {
     let job = worker::Job {
         model: args.model.clone(),
         precision,
-        compute: args.compute.into(),
+        compute: args.compute,
         threads,
         images,
         frames: args.frames,
@@ -158,7 +150,7 @@ fn run_child(
     let mut command = Command::new(own_binary()?);
     command
         .args(["bench", "--worker", "--variants", precision.key()])
-        .args(["--compute", Compute::from(args.compute).key()])
+        .args(["--compute", args.compute.key()])
         .args(["--threads", &threads.to_string()])
         .args(["--frames", &args.frames.to_string()])
         .args(["--prompts", &args.prompts.to_string()])
@@ -251,13 +243,6 @@ impl Drop for Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn variants_parse_by_manifest_key() {
-        assert_eq!(parse_precision("int8"), Ok(Precision::Int8));
-        assert_eq!(parse_precision(" f32"), Ok(Precision::F32));
-        assert_eq!(parse_precision("f16").unwrap_err(), "unknown variant \"f16\": expected f32 or int8");
-    }
 
     #[test]
     fn directories_expand_to_their_images_in_order() {

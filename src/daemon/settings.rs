@@ -1,0 +1,353 @@
+//! What `maskd run` starts: the configuration file and the command line
+//! resolved once into checked, typed values (durations, devices, the
+//! pipeline's sizes), so that [`super::run`] only starts what they describe.
+//! Every error names the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use log::LevelFilter;
+
+use super::config::{
+    CaptureConfig, Config, DisplayConfig, EverythingConfig, ModelConfig, PipelineConfig, SerialConfig, SnapshotsConfig,
+    SourceConfig,
+};
+use crate::display::LiveSettings;
+use crate::everything;
+use crate::model::{Compute, Precision};
+use crate::pipeline::{CaptureSettings, PipelineSettings};
+use crate::serial::ServerSettings;
+use crate::touch::TouchSettings;
+
+/// The daemon as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The configuration file, checked again on SIGHUP.
+    pub path: PathBuf,
+    pub model: ModelSettings,
+    pub source: SourceConfig,
+    pub pipeline: PipelineSettings,
+    /// `None`: no controller line.
+    pub line: Option<LineSettings>,
+    /// `None`: no display.
+    pub display: Option<DisplaySettings>,
+    /// `None`: no touchscreen (it needs a display).
+    pub touch: Option<TouchSettings>,
+    /// How everything jobs run, from the line and on the timer.
+    pub everything: everything::Settings,
+    /// `None`: no periodic everything snapshots.
+    pub snapshots: Option<SnapshotSettings>,
+    /// maskd's own log level (`RUST_LOG` overrides it).
+    pub log_level: LevelFilter,
+    /// Prompts are also read from stdin (`maskd run --stdin`).
+    pub stdin_prompts: bool,
+}
+
+/// Which model runs, and on how many threads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    pub dir: PathBuf,
+    pub precision: Precision,
+    pub compute: Compute,
+    pub threads: usize,
+}
+
+/// The controller line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineSettings {
+    pub device: SerialDevice,
+    pub server: ServerSettings,
+}
+
+/// Where the controller line is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialDevice {
+    /// A serial device such as /dev/ttyAMA0.
+    Port { path: String, baud: u32 },
+    /// A pseudo-terminal, for trials without hardware; `link` points at the client's end.
+    Pty { link: Option<PathBuf> },
+}
+
+/// The live picture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisplaySettings {
+    pub screen: DisplayConfig,
+    pub live: LiveSettings,
+}
+
+/// Everything in the latest frame, written to files on a timer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotSettings {
+    /// From the start of one snapshot to the start of the next.
+    pub every: Duration,
+    /// Folder for `everything-<unix ms>-frame<id>.json` (SAM's records) and `.png` (overlay).
+    pub dir: PathBuf,
+    /// Snapshots kept; older ones are deleted.
+    pub keep: usize,
+}
+
+/// The device name that asks for a pseudo-terminal instead of a serial port.
+const PTY_DEVICE: &str = "pty";
+
+impl Settings {
+    /// Reads and resolves the configuration file `path`; `stdin_prompts`
+    /// from the command line.
+    ///
+    /// # Errors
+    /// The file is unreadable, not TOML, has an unknown key or a bad value;
+    /// the message names the file and the key.
+    pub fn load(path: &Path, stdin_prompts: bool) -> Result<Settings> {
+        let config = Config::load(path)?;
+        Settings::resolve(config, path, stdin_prompts).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Checks every value of `config` (read from `path`) and converts it.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn resolve(config: Config, path: &Path, stdin_prompts: bool) -> Result<Settings> {
+        let everything = everything_settings(&config.everything)?;
+        ensure!(
+            config.touch.is_none() || config.display.is_some(),
+            "[touch] needs a [display]: taps are mapped onto the picture shown"
+        );
+        Ok(Settings {
+            path: path.to_path_buf(),
+            model: model(config.model)?,
+            source: source(config.source)?,
+            pipeline: pipeline(&config.pipeline, &config.capture)?,
+            line: config.serial.map(|serial| line(serial, &everything)).transpose()?,
+            display: config
+                .display
+                .map(|screen| display(screen, config.overlay.hold_ms))
+                .transpose()?,
+            touch: config.touch,
+            snapshots: config.everything.snapshots.map(snapshots).transpose()?,
+            everything,
+            log_level: config.log.level.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "log.level must be error, warn, info, debug or trace, got {:?}",
+                    config.log.level
+                )
+            })?,
+            stdin_prompts,
+        })
+    }
+}
+
+fn model(model: ModelConfig) -> Result<ModelSettings> {
+    ensure!((1..=64).contains(&model.threads), "model.threads must be 1-64, got {}", model.threads);
+    Ok(ModelSettings { dir: model.dir, precision: model.precision, compute: model.compute, threads: model.threads })
+}
+
+fn source(source: SourceConfig) -> Result<SourceConfig> {
+    match &source {
+        SourceConfig::Camera(camera) => camera.validate()?,
+        SourceConfig::Files(files) => files.validate()?,
+        SourceConfig::Pattern(pattern) => pattern.validate()?,
+    }
+    Ok(source)
+}
+
+fn pipeline(pipeline: &PipelineConfig, capture: &CaptureConfig) -> Result<PipelineSettings> {
+    let p = pipeline;
+    ensure!((1..=64).contains(&p.embeddings_kept), "pipeline.embeddings_kept must be 1-64, got {}", p.embeddings_kept);
+    ensure!((1..=255).contains(&p.queue_capacity), "pipeline.queue_capacity must be 1-255, got {}", p.queue_capacity);
+    let c = capture;
+    ensure!(
+        (10..=60_000).contains(&c.backoff_min_ms),
+        "capture.backoff_min_ms must be 10-60000, got {}",
+        c.backoff_min_ms
+    );
+    ensure!(
+        (c.backoff_min_ms..=600_000).contains(&c.backoff_max_ms),
+        "capture.backoff_max_ms must be capture.backoff_min_ms ({}) to 600000, got {}",
+        c.backoff_min_ms,
+        c.backoff_max_ms
+    );
+    ensure!(
+        (100..=600_000).contains(&c.stall_after_ms),
+        "capture.stall_after_ms must be 100-600000, got {}",
+        c.stall_after_ms
+    );
+    ensure!(c.max_lost_frames >= 1, "capture.max_lost_frames must be at least 1");
+    Ok(PipelineSettings {
+        embeddings_kept: p.embeddings_kept,
+        queue_capacity: p.queue_capacity,
+        capture: CaptureSettings {
+            backoff_min: millis(c.backoff_min_ms),
+            backoff_max: millis(c.backoff_max_ms),
+            stall_after: millis(c.stall_after_ms),
+            max_lost_frames: c.max_lost_frames,
+        },
+    })
+}
+
+fn line(serial: SerialConfig, everything: &everything::Settings) -> Result<LineSettings> {
+    ensure!(serial.max_points >= 1, "serial.max_points must be at least 1");
+    ensure!(
+        (100..=60_000).contains(&serial.heartbeat_ms),
+        "serial.heartbeat_ms must be 100-60000, got {}",
+        serial.heartbeat_ms
+    );
+    let device = match serial.device.as_str() {
+        "" => bail!("serial.device must not be empty"),
+        PTY_DEVICE => SerialDevice::Pty { link: serial.pty_link },
+        path => {
+            ensure!(serial.pty_link.is_none(), "serial.pty_link is only for serial.device = \"pty\"");
+            ensure!((1200..=4_000_000).contains(&serial.baud), "serial.baud must be 1200-4000000, got {}", serial.baud);
+            SerialDevice::Port { path: path.to_string(), baud: serial.baud }
+        }
+    };
+    let server = ServerSettings {
+        max_points: serial.max_points,
+        heartbeat: millis(serial.heartbeat_ms),
+        everything: everything.clone(),
+    };
+    Ok(LineSettings { device, server })
+}
+
+fn display(screen: DisplayConfig, hold_ms: u32) -> Result<DisplaySettings> {
+    match &screen {
+        DisplayConfig::Png(png) => png.validate()?,
+        DisplayConfig::Framebuffer(_) => {}
+    }
+    Ok(DisplaySettings { screen, live: LiveSettings { hold: millis(hold_ms) } })
+}
+
+fn everything_settings(config: &EverythingConfig) -> Result<everything::Settings> {
+    ensure!(
+        (1..=64).contains(&config.points_per_side),
+        "everything.points_per_side must be 1-64, got {}",
+        config.points_per_side
+    );
+    let settings = everything::Settings {
+        points_per_side: config.points_per_side,
+        pred_iou_thresh: config.pred_iou_thresh,
+        stability_thresh: config.stability_thresh,
+        box_nms_iou: config.nms_iou,
+        min_area: config.min_area,
+        ..everything::Settings::default()
+    };
+    settings.validate().context("[everything]")?;
+    Ok(settings)
+}
+
+fn snapshots(snapshots: SnapshotsConfig) -> Result<SnapshotSettings> {
+    ensure!(
+        (1.0..=86_400.0).contains(&snapshots.every_s),
+        "everything.snapshots.every_s must be 1-86400, got {}",
+        snapshots.every_s
+    );
+    ensure!(snapshots.keep >= 1, "everything.snapshots.keep must be at least 1");
+    Ok(SnapshotSettings { every: Duration::from_secs_f64(snapshots.every_s), dir: snapshots.dir, keep: snapshots.keep })
+}
+
+fn millis(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[model]
+dir = "models/mobile_sam"
+
+[source]
+kind = "files"
+paths = ["images"]
+"#;
+
+    fn parse(text: &str) -> Result<Settings> {
+        Settings::resolve(Config::parse(text)?, Path::new("maskd.toml"), false)
+    }
+
+    fn error_of(text: &str) -> String {
+        format!("{:#}", parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = error_of(&MINIMAL.replace("[model]", "[model]\nprecision = \"fp16\""));
+        assert!(err.contains("precision") && err.contains("fp16"), "{err}");
+        let err = error_of(&MINIMAL.replace("[model]", "[model]\ncompute = \"half\""));
+        assert!(err.contains("compute") && err.contains("half"), "{err}");
+        let settings = parse(&MINIMAL.replace("[model]", "[model]\ncompute = \"f16\"")).unwrap();
+        assert_eq!(settings.model.compute, Compute::F16);
+        let err = error_of(&MINIMAL.replace("kind = \"files\"", "kind = \"webcam\""));
+        assert!(err.contains("webcam"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[pipeline]\nqueue_capacity = 0\n"));
+        assert!(err.contains("pipeline.queue_capacity"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[serial]\ndevice = \"/dev/ttyS0\"\nbaud = 7\n"));
+        assert!(err.contains("serial.baud"), "{err}");
+        let err = error_of(&MINIMAL.replace("[model]", "[model]\nthreads = \"two\""));
+        assert!(err.contains("threads"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[everything]\npoints_per_side = 100\n"));
+        assert!(err.contains("everything.points_per_side"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[everything]\nnms_iou = 1.5\n"));
+        assert!(err.contains("[everything]") && err.contains("box NMS IoU"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[everything.snapshots]\nevery_s = 0.5\ndir = \"s\"\n"));
+        assert!(err.contains("everything.snapshots.every_s"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[everything.snapshots]\nevery_s = 60\n"));
+        assert!(err.contains("dir"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[capture]\nbackoff_min_ms = 900\nbackoff_max_ms = 800\n"));
+        assert!(err.contains("capture.backoff_max_ms"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[log]\nlevel = \"loud\"\n"));
+        assert!(err.contains("log.level") && err.contains("loud"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[serial]\ndevice = \"/dev/ttyS0\"\npty_link = \"/tmp/x\"\n"));
+        assert!(err.contains("serial.pty_link"), "{err}");
+    }
+
+    #[test]
+    fn values_become_typed_settings() {
+        let settings = parse(MINIMAL).unwrap();
+        assert_eq!(
+            settings.model,
+            ModelSettings { dir: "models/mobile_sam".into(), precision: Precision::Int8, compute: Compute::F32, threads: 1 }
+        );
+        assert_eq!(settings.pipeline.capture.backoff_max, Duration::from_secs(8));
+        assert_eq!((settings.line, settings.display, settings.log_level), (None, None, LevelFilter::Info));
+        let text = format!(
+            "{MINIMAL}[serial]\ndevice = \"pty\"\npty_link = \"/tmp/t\"\nheartbeat_ms = 250\n\
+             [capture]\nstall_after_ms = 1500\n[display]\nkind = \"png\"\npath = \"/tmp/d.png\"\n[overlay]\nhold_ms = 40\n"
+        );
+        let settings = parse(&text).unwrap();
+        let line = settings.line.unwrap();
+        assert_eq!(line.device, SerialDevice::Pty { link: Some("/tmp/t".into()) });
+        assert_eq!(line.server.heartbeat, Duration::from_millis(250));
+        assert_eq!(settings.pipeline.capture.stall_after, Duration::from_millis(1500));
+        assert_eq!(settings.display.unwrap().live.hold, Duration::from_millis(40));
+        let port = parse(&format!("{MINIMAL}[serial]\ndevice = \"/dev/ttyAMA0\"\nbaud = 9600\n")).unwrap();
+        assert_eq!(port.line.unwrap().device, SerialDevice::Port { path: "/dev/ttyAMA0".into(), baud: 9600 });
+    }
+
+    #[test]
+    fn everything_settings_come_from_the_config() {
+        let settings = parse(MINIMAL).unwrap();
+        assert_eq!(settings.everything, everything::Settings { points_per_side: 16, ..everything::Settings::default() });
+        assert_eq!(settings.snapshots, None);
+        let text = format!("{MINIMAL}[everything]\npoints_per_side = 8\nmin_area = 50\n[everything.snapshots]\nevery_s = 30\ndir = \"/var/lib/maskd\"\n");
+        let settings = parse(&text).unwrap();
+        let everything = &settings.everything;
+        assert_eq!((everything.points_per_side, everything.min_area, everything.pred_iou_thresh), (8, 50, 0.88));
+        let snapshots = settings.snapshots.unwrap();
+        assert_eq!((snapshots.every, snapshots.keep), (Duration::from_secs(30), 10));
+    }
+
+    #[test]
+    fn the_example_configs_parse() {
+        let board = Path::new(env!("CARGO_MANIFEST_DIR")).join("board");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&board).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Settings::load(&path, false).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "expected the board configs in {}", board.display());
+    }
+}
