@@ -31,7 +31,7 @@ done
 [[ -z $glibc || $glibc =~ ^2\.[0-9]+$ ]] || { echo "build.sh: --glibc takes a version such as 2.31, got $glibc" >&2; exit 1; }
 [[ -f models/mobile_sam/manifest.json ]] || { echo "build.sh: no model in models/mobile_sam: run models/export.sh first" >&2; exit 1; }
 
-board/cross/setup.sh
+./setup.sh --cross
 cache="${MASKD_CACHE:-$HOME/.cache/maskd}"
 name="maskd-aarch64${glibc:+-glibc$glibc}"
 export CARGO_TARGET_DIR="${MASKD_AARCH64_TARGET_DIR:-$cache/target-aarch64${glibc:+-glibc$glibc}}"

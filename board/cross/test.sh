@@ -5,7 +5,9 @@
 #
 #   cortex-a76  NEON and FP16, as on Raspberry Pi 5, RK3588 and Jetson Orin
 #               (Cortex-A78AE): unit tests, then parity on f32, int8, and
-#               int8 with the f16 encoder (tract's FP16 kernels)
+#               int8 with the f16 encoder (tract's FP16 kernels), the three
+#               in one test process, side by side on the machine's cores
+#               (qemu-user runs each guest thread on a host thread)
 #
 # tract looks for FP16 ("asimdhp") in /proc/cpuinfo, which qemu-user passes
 # through from the x86 host: the tests run in a private mount namespace
@@ -24,11 +26,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-board/cross/setup.sh
+./setup.sh --cross
 target=aarch64-unknown-linux-gnu
 export CARGO_TARGET_DIR="${MASKD_AARCH64_TARGET_DIR:-${MASKD_CACHE:-$HOME/.cache/maskd}/target-aarch64}"
 tests=(--lib --bins --test parity)
+build_start=$SECONDS
 cargo test --release --target "$target" "${tests[@]}" --no-run
+timings=("$(printf '%-34s %5d s' "build" $((SECONDS - build_start)))")
 
 # The newest glibc symbol version the binary links against, and the one
 # docs/BOARDS.md promises ("needs glibc X.Y").
@@ -56,7 +60,6 @@ with_a76_cpuinfo() {
         sh -c 'mount --bind "$0" /proc/cpuinfo && exec "$@"' "$cpuinfo" "$@"
 }
 
-timings=()
 # run NAME QEMU_CPU [VAR=VALUE...] -- CARGO TEST ARGS
 run() {
     local name="$1" cpu="$2"
@@ -69,9 +72,7 @@ run() {
     timings+=("$(printf '%-34s %5d s' "$name" $((SECONDS - start)))")
 }
 run "unit tests, cortex-a76" cortex-a76 -- --lib --bins
-run "parity f32, cortex-a76" cortex-a76 -- --test parity f32_model
-run "parity int8, cortex-a76" cortex-a76 -- --test parity quantized_model
-run "parity int8/f16, cortex-a76" cortex-a76 -- --test parity f16_encoder
+run "parity f32 + int8 + int8/f16" cortex-a76 -- --test parity
 
 echo "aarch64 tests under qemu-aarch64 (wall time):"
 printf '  %s\n' "${timings[@]}"
