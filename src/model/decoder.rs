@@ -277,7 +277,7 @@ impl MaskDecoder {
         inputs.push(Tensor::from_shape(&[b, n, 2], &coords)?.into_tvalue());
         inputs.push(Tensor::from_shape(&[b, n], &labels)?.into_tvalue());
         let outputs = self.points.run(inputs).context("running the mask decoder")?;
-        let (ious, logits) = self.output_views(&outputs, b)?;
+        let (ious, logits) = output_views(&outputs, b, self.mask_side)?;
         Ok(prompts
             .iter()
             .enumerate()
@@ -287,25 +287,6 @@ impl MaskDecoder {
                 ambiguous: prompt.is_ambiguous(),
             })
             .collect())
-    }
-
-    /// `iou_predictions` `[b, TOKENS]` and `low_res_masks` `[b, TOKENS, m, m]`, checked.
-    fn output_views<'o>(
-        &self,
-        outputs: &'o [TValue],
-        b: usize,
-    ) -> Result<(ArrayView2<'o, f32>, ndarray::ArrayView4<'o, f32>)> {
-        let m = self.mask_side;
-        ensure!(outputs.len() == 2, "the mask decoder returned {} outputs, expected 2", outputs.len());
-        let ious = outputs[0].to_plain_array_view::<f32>()?;
-        let low_res = outputs[1].to_plain_array_view::<f32>()?;
-        ensure!(
-            ious.shape() == [b, TOKENS] && low_res.shape() == [b, TOKENS, m, m],
-            "the mask decoder returned shapes {:?} and {:?}, expected [{b}, {TOKENS}] and [{b}, {TOKENS}, {m}, {m}]",
-            ious.shape(),
-            low_res.shape()
-        );
-        Ok((ious.into_dimensionality()?, low_res.into_dimensionality()?))
     }
 
     /// The first step of [`MaskDecoder::decode`]: the single-prompt inputs
@@ -363,7 +344,7 @@ impl MaskDecoder {
     /// # Errors
     /// The outputs do not have the decoder's shapes.
     pub fn masks(&self, outputs: &[TValue], geometry: &Geometry, prompt: &Prompt) -> Result<Masks> {
-        let (ious, logits) = self.output_views(outputs, 1)?;
+        let (ious, logits) = output_views(outputs, 1, self.mask_side)?;
         let logits: ArrayView3<f32> = logits.index_axis(Axis(0), 0).into_dimensionality::<Ix3>()?;
         let low_res = LowResMasks {
             ious: std::array::from_fn(|t| ious[[0, t]]),
@@ -372,6 +353,21 @@ impl MaskDecoder {
         };
         Ok(low_res.upscale(geometry))
     }
+}
+
+/// `iou_predictions` `[b, TOKENS]` and `low_res_masks` `[b, TOKENS, m, m]`
+/// of a per-prompt run, checked.
+fn output_views(outputs: &[TValue], b: usize, m: usize) -> Result<(ArrayView2<'_, f32>, ndarray::ArrayView4<'_, f32>)> {
+    ensure!(outputs.len() == 2, "the mask decoder returned {} outputs, expected 2", outputs.len());
+    let ious = outputs[0].to_plain_array_view::<f32>()?;
+    let low_res = outputs[1].to_plain_array_view::<f32>()?;
+    ensure!(
+        ious.shape() == [b, TOKENS] && low_res.shape() == [b, TOKENS, m, m],
+        "the mask decoder returned shapes {:?} and {:?}, expected [{b}, {TOKENS}] and [{b}, {TOKENS}, {m}, {m}]",
+        ious.shape(),
+        low_res.shape()
+    );
+    Ok((ious.into_dimensionality()?, low_res.into_dimensionality()?))
 }
 
 /// Most prompts in one run of the per-prompt plan. The plan takes any
@@ -388,3 +384,67 @@ fn sparse_len(prompt: &Prompt) -> usize {
 
 /// Outputs of the per-frame part, inputs of the per-prompt part.
 const FRAME_OUTPUTS: [&str; 4] = ["keys", "t2i_keys", "t2i_values", "i2t_queries"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BoxPrompt, Point, Size};
+
+    /// Logits of 4 tokens on an 8x8 grid: token t is positive on its first
+    /// t + 1 rows, so each token's mask is a band of a different height.
+    fn bands(ious: [f32; TOKENS], ambiguous: bool) -> LowResMasks {
+        let logits = Array3::from_shape_fn((TOKENS, 8, 8), |(t, y, _)| if y <= t { 5.0 } else { -5.0 });
+        LowResMasks { ious, logits, ambiguous }
+    }
+
+    /// An 8x8 image whose model input is the 8x8 logit grid itself.
+    fn geometry() -> Geometry {
+        Geometry::new(Size::new(8, 8), 8)
+    }
+
+    #[test]
+    fn a_lone_point_picks_the_best_multimask_token_and_others_the_single_mask() {
+        assert_eq!(bands([0.9, 0.2, 0.8, 0.5], true).chosen_token(), 2, "token 0 is never a multimask candidate");
+        assert_eq!(bands([0.1, 0.7, 0.7, 0.3], true).chosen_token(), 1, "a tie keeps the first");
+        assert_eq!(bands([0.1, 0.2, 0.8, 0.5], false).chosen_token(), 0);
+    }
+
+    #[test]
+    fn candidates_are_upscaled_with_their_scores_and_logits() {
+        let low_res = bands([0.5, 0.6, 0.9, 0.7], true);
+        let masks = low_res.upscale(&geometry());
+        assert_eq!(masks.candidates.len(), TOKENS);
+        assert_eq!(masks.chosen().token, 2);
+        assert_eq!(masks.best_multimask().token, 2);
+        assert_eq!(masks.single().token, 0);
+        for (t, candidate) in masks.candidates.iter().enumerate() {
+            assert_eq!(candidate.mask.area(), 8 * (t as u64 + 1), "token {t}");
+            assert_eq!(candidate.predicted_iou, low_res.ious[t]);
+            assert_eq!(candidate.low_res.0, low_res.logits.index_axis(Axis(0), t));
+            assert_eq!(candidate.stability, 1.0, "logits of +-5 never flip within the offset");
+        }
+        let chosen = low_res.candidate(low_res.chosen_token(), &geometry());
+        assert_eq!(chosen.mask.area(), masks.chosen().mask.area());
+    }
+
+    #[test]
+    fn sparse_inputs_count_box_corners_or_a_padding_point() {
+        let point = Prompt::from_points(vec![Point::foreground(1.0, 1.0)]);
+        assert_eq!(sparse_len(&point), 2);
+        let boxed = Prompt { bbox: Some(BoxPrompt { x0: 0.0, y0: 0.0, x1: 4.0, y1: 4.0 }), ..point.clone() };
+        assert_eq!(sparse_len(&boxed), 3);
+        assert_eq!(sparse_len(&boxed), boxed.sparse_inputs(&geometry()).1.len());
+        assert_eq!(sparse_len(&point), point.sparse_inputs(&geometry()).1.len());
+    }
+
+    #[test]
+    fn decoder_outputs_of_the_wrong_shape_are_named() {
+        let ious = Tensor::zero::<f32>(&[1, TOKENS]).unwrap().into_tvalue();
+        let good = Tensor::zero::<f32>(&[1, TOKENS, 8, 8]).unwrap().into_tvalue();
+        assert!(output_views(&[ious.clone(), good.clone()], 1, 8).is_ok());
+        let err = output_views(&[ious.clone(), good.clone()], 1, 16).unwrap_err().to_string();
+        assert!(err.contains("[1, 4, 8, 8]") && err.contains("expected [1, 4] and [1, 4, 16, 16]"), "{err}");
+        let err = output_views(&[ious], 1, 8).unwrap_err().to_string();
+        assert!(err.contains("returned 1 outputs"), "{err}");
+    }
+}
