@@ -7,6 +7,7 @@ use image::RgbImage;
 use serde::Deserialize;
 
 use super::pace::{check_fps, Pace};
+use crate::picture;
 use crate::pipeline::{CaptureError, FrameSource};
 
 /// `[source]` settings of `kind = "files"`.
@@ -94,10 +95,7 @@ impl FrameSource for FileSource {
         if !path.exists() {
             return Err(CaptureError::Disconnected(anyhow!("{} was removed", path.display())));
         }
-        image::open(path)
-            .map(|image| image.to_rgb8())
-            .with_context(|| format!("reading {}", path.display()))
-            .map_err(CaptureError::Frame)
+        picture::read_rgb(path).map_err(CaptureError::Frame)
     }
 
     fn describe(&self) -> String {
@@ -195,6 +193,18 @@ mod tests {
         source.open().unwrap();
         assert!(matches!(source.next_frame(), Err(CaptureError::Frame(_))));
         assert_eq!(source.next_frame().unwrap().get_pixel(0, 0)[0], 9);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn jpeg_frames_are_decoded_as_the_reference_decodes_them() {
+        let dir = folder("jpeg");
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/jpeg");
+        std::fs::copy(golden.join("coffee_422.jpg"), dir.join("a.JPG")).unwrap();
+        let mut source = FileSource::new(settings(vec![dir.clone()], false));
+        source.open().unwrap();
+        let pillow = image::open(golden.join("coffee_422.png")).unwrap().to_rgb8();
+        assert_eq!(source.next_frame().unwrap(), pillow);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

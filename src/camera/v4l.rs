@@ -1,18 +1,20 @@
 //! A V4L2 camera (UVC webcams, CSI bridges) through nokhwa, delivering MJPEG or
-//! YUYV frames that are decoded here: MJPEG by `image` (pure Rust), YUYV by
-//! nokhwa's BT.601 converter.
+//! YUYV frames that are decoded here: MJPEG by libjpeg-turbo as the reference
+//! decodes JPEG ([`crate::picture::decode_jpeg`]), YUYV by nokhwa's BT.601
+//! converter.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use image::{ImageFormat, RgbImage};
+use image::RgbImage;
 use nokhwa::utils::{
     yuyv422_to_rgb, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
 };
 use nokhwa::NokhwaError;
 use serde::Deserialize;
 
+use crate::picture;
 use crate::pipeline::{CaptureError, FrameSource};
 
 /// Failed frames in a row after which the stream is reopened: a camera that
@@ -322,11 +324,7 @@ fn explain(path: &Path, error: NokhwaError) -> anyhow::Error {
 /// Decodes one captured frame of `format` and the negotiated size to RGB.
 fn decode(format: FrameFormat, width: u32, height: u32, bytes: &[u8]) -> anyhow::Result<RgbImage> {
     match format {
-        FrameFormat::MJPEG => Ok(
-            image::load_from_memory_with_format(bytes, ImageFormat::Jpeg)
-                .context("decoding an MJPEG frame")?
-                .to_rgb8(),
-        ),
+        FrameFormat::MJPEG => picture::decode_jpeg(bytes).context("decoding an MJPEG frame"),
         FrameFormat::YUYV => yuyv_to_rgb(width, height, bytes),
         other => bail!("frame format {other} is not decoded"),
     }
@@ -357,8 +355,6 @@ fn yuyv_to_rgb(width: u32, height: u32, bytes: &[u8]) -> anyhow::Result<RgbImage
 
 #[cfg(test)]
 mod tests {
-    use std::io::Cursor;
-
     use image::Rgb;
 
     use super::*;
@@ -394,44 +390,28 @@ mod tests {
         assert!(error.to_string().contains("12 bytes for 4x2"), "{error}");
     }
 
+    /// An MJPEG-style 4:2:2 frame without Huffman tables, and Pillow's pixels
+    /// for it (tests/golden/jpeg/).
+    fn mjpeg_frame() -> (Vec<u8>, RgbImage) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/jpeg");
+        let jpeg = std::fs::read(dir.join("coffee_mjpeg_no_dht.jpg")).expect("the fixture");
+        (jpeg, image::open(dir.join("coffee_mjpeg_no_dht.png")).expect("its pixels").to_rgb8())
+    }
+
     #[test]
-    fn mjpeg_frames_decode() {
-        let mut source = RgbImage::new(32, 16);
-        for (x, _, pixel) in source.enumerate_pixels_mut() {
-            *pixel = if x < 16 {
-                Rgb([250, 20, 20])
-            } else {
-                Rgb([20, 20, 250])
-            };
-        }
-        let mut jpeg = Vec::new();
-        source
-            .write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg)
-            .expect("encodes");
-        let image = decode(FrameFormat::MJPEG, 32, 16, &jpeg).expect("decodes");
-        assert_eq!(image.dimensions(), (32, 16));
-        let near = |a: &Rgb<u8>, b: [u8; 3]| a.0.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 12);
-        assert!(
-            near(image.get_pixel(4, 8), [250, 20, 20]),
-            "{:?}",
-            image.get_pixel(4, 8)
-        );
-        assert!(
-            near(image.get_pixel(28, 8), [20, 20, 250]),
-            "{:?}",
-            image.get_pixel(28, 8)
-        );
+    fn mjpeg_frames_decode_as_the_reference_decodes_them() {
+        let (jpeg, pillow) = mjpeg_frame();
+        let image = decode(FrameFormat::MJPEG, pillow.width(), pillow.height(), &jpeg).expect("decodes");
+        assert_eq!(image, pillow);
     }
 
     #[test]
     fn a_corrupt_jpeg_loses_one_frame_only() {
-        let mut jpeg = Vec::new();
-        RgbImage::new(16, 16)
-            .write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg)
-            .expect("encodes");
-        jpeg.truncate(40);
+        let (mut jpeg, _) = mjpeg_frame();
+        jpeg.truncate(jpeg.len() / 2);
         let mut camera = Camera::new(CameraSettings::default());
-        let error = decode(FrameFormat::MJPEG, 16, 16, &jpeg).expect_err("corrupt");
+        let error = decode(FrameFormat::MJPEG, 67, 47, &jpeg).expect_err("truncated");
+        assert!(format!("{error:#}").contains("decoding an MJPEG frame"), "{error:#}");
         assert!(matches!(camera.lost(error), CaptureError::Frame(_)));
         assert_eq!(camera.failed_in_a_row, 1);
     }

@@ -1,11 +1,10 @@
-//! Argument types shared by subcommands: prompt values and image loading.
+//! Argument types shared by subcommands: prompt values and the model to load.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::Result;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use image::RgbImage;
 use maskd::model::{BoxPrompt, Compute, Point, PointLabel, Precision, Sam};
 
 /// `X,Y[,LABEL]`: a click in image pixels; LABEL 1 = object (default), 0 = background.
@@ -57,28 +56,6 @@ fn numbers(s: &str) -> Result<Vec<f32>, String> {
         .collect()
 }
 
-/// Reads an image file of any format the `image` crate knows as RGB8.
-///
-/// # Errors
-/// Unreadable, not an image, or empty.
-pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let image = image::ImageReader::open(path)
-        .with_context(|| format!("opening image {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("reading image {}", path.display()))?
-        .decode()
-        .with_context(|| format!("{} is not an image maskd can read (PNG, JPEG, BMP)", path.display()))?
-        .to_rgb8();
-    ensure!(
-        image.width() > 0 && image.height() > 0,
-        "image {} is empty ({}x{} pixels)",
-        path.display(),
-        image.width(),
-        image.height()
-    );
-    Ok(image)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,18 +92,6 @@ mod tests {
     fn boxes_need_four_numbers() {
         assert_eq!("1,2,3,4".parse::<BoxArg>().unwrap().0, BoxPrompt { x0: 1.0, y0: 2.0, x1: 3.0, y1: 4.0 });
         assert_eq!("1,2,3".parse::<BoxArg>().unwrap_err(), "expected X0,Y0,X1,Y1, got 3 values");
-    }
-
-    #[test]
-    fn non_images_and_missing_files_are_named() {
-        let dir = std::env::temp_dir();
-        let text = dir.join(format!("maskd-not-an-image-{}.png", std::process::id()));
-        std::fs::write(&text, "hello").unwrap();
-        let err = format!("{:#}", load_rgb(&text).unwrap_err());
-        assert!(err.contains("is not an image") && err.contains(&text.display().to_string()), "{err}");
-        let missing = dir.join("maskd-no-such-image.png");
-        let err = format!("{:#}", load_rgb(&missing).unwrap_err());
-        assert!(err.contains("opening image") && err.contains("maskd-no-such-image.png"), "{err}");
     }
 }
 

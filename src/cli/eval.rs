@@ -9,8 +9,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use maskd::eval::{self, Dataset, Format, Report, SampleResult, Summary};
 use maskd::model::Sam;
+use maskd::picture::read_rgb;
 
-use super::args::{load_rgb, ModelArgs};
+use super::args::ModelArgs;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -76,7 +77,7 @@ fn run_dataset(sam: &Sam, dataset: &Dataset, max_clicks: usize, out: &Path) -> R
     for sample in &dataset.samples {
         progress.set_message(sample.name.clone());
         let truth = dataset.format.read_mask(&sample.mask)?;
-        let image = load_rgb(&sample.image)?;
+        let image = read_rgb(&sample.image)?;
         let result = eval::evaluate(sam, &sample.name, &image, &truth, max_clicks)
             .with_context(|| format!("evaluating {}", sample.image.display()))?;
         results.push(result);

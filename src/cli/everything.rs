@@ -9,8 +9,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskd::everything::{self, Progress, ProposedMask, SamRecord, Settings};
 use maskd::model::Mask;
+use maskd::picture::read_rgb;
 
-use super::args::{load_rgb, ModelArgs};
+use super::args::ModelArgs;
 
 #[derive(Debug, Args)]
 pub struct EverythingArgs {
@@ -69,7 +70,7 @@ impl EverythingArgs {
 pub fn run(args: &EverythingArgs) -> Result<()> {
     let settings = args.settings();
     settings.validate()?;
-    let image = load_rgb(&args.image)?;
+    let image = read_rgb(&args.image)?;
     let started = Instant::now();
     let sam = args.model.load()?;
     let load_s = started.elapsed().as_secs_f64();

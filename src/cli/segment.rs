@@ -8,9 +8,10 @@ use clap::Args;
 use maskd::display::Overlay;
 use maskd::draw::Canvas;
 use maskd::model::{Candidate, Masks, Prompt, Sam};
+use maskd::picture::read_rgb;
 use serde_json::json;
 
-use super::args::{load_rgb, BoxArg, ModelArgs, PointArg};
+use super::args::{BoxArg, ModelArgs, PointArg};
 
 #[derive(Debug, Args)]
 pub struct SegmentArgs {
@@ -45,7 +46,7 @@ pub fn run(args: &SegmentArgs) -> Result<()> {
         bbox: args.bbox.map(|b| b.0),
         mask_input: None,
     };
-    let image = load_rgb(&args.image)?;
+    let image = read_rgb(&args.image)?;
     let size = maskd::model::Size::new(image.width(), image.height());
     // Fail on a bad prompt before spending seconds on the model.
     prompt.validate(size).with_context(|| format!("prompt for {}", args.image.display()))?;

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::ground_truth::GroundTruth;
 use crate::model::Mask;
+use crate::picture;
 
 /// Grey level above which a mask pixel is object (GrabCut, Berkeley, COCO-MVal).
 pub const OBJECT_ABOVE: u8 = 128;
@@ -70,20 +71,16 @@ impl Format {
             if let Some(indices) = palette_indices(bytes)? {
                 return GroundTruth::new(Mask::from_gray(&indices, 0), None);
             }
-            let rgb = decode(bytes)?.to_rgb8();
+            let rgb = picture::decode_rgb(bytes)?;
             let object = Mask::from_fn(rgb.width(), rgb.height(), |x, y| rgb.get_pixel(x, y).0 != [0; 3]);
             return GroundTruth::new(object, None);
         }
-        let grey = decode(bytes)?.to_luma8();
+        let grey = picture::decode(bytes)?.to_luma8();
         let object = Mask::from_gray(&grey, OBJECT_ABOVE);
         let ignore = (self == Format::GrabCut)
             .then(|| Mask::from_fn(grey.width(), grey.height(), |x, y| grey.get_pixel(x, y)[0] == GRABCUT_IGNORE));
         GroundTruth::new(object, ignore)
     }
-}
-
-fn decode(bytes: &[u8]) -> Result<image::DynamicImage> {
-    image::load_from_memory(bytes).context("not an image maskd can read (PNG, BMP, JPEG)")
 }
 
 /// The palette indices of an indexed-colour PNG as a grey image, `None` for

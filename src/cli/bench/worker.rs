@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use maskd::model::{load_local, set_threads, Compute, Manifest, Precision, Size};
+use maskd::picture::read_rgb;
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::Tensor;
 
 use super::npy;
 use super::prompts::prompt_set;
-use crate::cli::args::load_rgb;
 
 /// Encoder runs before the measured ones (first image only): the first run
 /// pays for allocation and cold caches.
@@ -85,7 +85,7 @@ pub fn run(job: &Job) -> Result<Samples> {
     let mut samples = Samples { load_ms: ms(started), base_rss_kb, ..Samples::default() };
 
     for (i, path) in job.images.iter().enumerate() {
-        let image = load_rgb(path)?;
+        let image = read_rgb(path)?;
         let dump = job.dump.as_ref().map(|dir| dir.join(format!("image{i:03}")));
         let warmup = if i == 0 { WARMUP_FRAMES } else { 0 };
         let mut embedding = None;
