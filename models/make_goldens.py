@@ -1,5 +1,6 @@
 """Regenerate tests/golden/: sample photos, PyTorch SamPredictor masks and
-cases.json, plus the ONNX pipelines' (f32 and int8) agreement with them.
+cases.json, plus the ONNX pipelines' (f32 and int8) agreement with them, and
+the JPEG decoding fixtures of tests/golden/jpeg/ (make_jpeg_fixtures.py).
 
 Run through `models/export.sh --goldens`, which exports the models first and
 installs requirements-goldens.txt (scikit-image ships the photos).
@@ -15,11 +16,18 @@ import skimage.data
 from PIL import Image
 
 from export import MASK_INPUT_SIZE, REPO, fetch_package, log, mask_iou, session
+from make_jpeg_fixtures import write_fixtures
 
 GOLDEN = REPO / "tests/golden"
 # Public-domain / CC0 photos from scikit-image (see tests/golden/images/README.md).
 PHOTOS = {"chelsea": "chelsea.png", "coffee": "coffee.png", "astronaut": "astronaut.png",
           "rocket": "rocket.jpg"}
+# JPEG photos, encoded by Pillow from the PNGs: a frame as a UVC camera sends
+# it (4:2:2) and a photo as a phone saves one (4:2:0). The reference reads
+# them as it reads any file, `Image.open(path).convert("RGB")`; maskd must
+# decode them to the same pixels to give the same masks.
+JPEG_PHOTOS = {"coffee_camera": ("coffee", {"quality": 80, "subsampling": "4:2:2"}),
+               "astronaut_photo": ("astronaut", {"quality": 90, "subsampling": "4:2:0"})}
 
 # Points are [x, y, label] in original pixels (1 foreground, 0 background);
 # boxes are [x0, y0, x1, y1]. A case with mask_input_from feeds back the best
@@ -44,20 +52,40 @@ CASES = [
     {"name": "rocket_box", "image": "rocket", "box": [295, 125, 345, 405], "multimask": False},
     {"name": "rocket_refine", "image": "rocket", "points": [[320, 250, 1], [320, 150, 1]],
      "mask_input_from": "rocket_point_single", "multimask": False},
+    # The JPEG photos: the same kinds of prompt, on pixels only a decoder
+    # that matches Pillow's reproduces.
+    {"name": "coffee_camera_spoon_point", "image": "coffee_camera", "points": [[365, 290, 1]],
+     "multimask": True},
+    {"name": "coffee_camera_fg_bg", "image": "coffee_camera", "points": [[190, 180, 1], [110, 300, 0]],
+     "multimask": False},
+    {"name": "coffee_camera_box", "image": "coffee_camera", "box": [75, 15, 480, 385], "multimask": False},
+    {"name": "astronaut_photo_points", "image": "astronaut_photo",
+     "points": [[100, 330, 1], [300, 300, 1], [60, 450, 1], [225, 110, 1]], "multimask": False},
+    {"name": "astronaut_photo_patch_point", "image": "astronaut_photo", "points": [[170, 385, 1]],
+     "multimask": True},
+    {"name": "astronaut_photo_face_box_point", "image": "astronaut_photo", "points": [[225, 120, 1]],
+     "box": [150, 20, 305, 190], "multimask": False},
 ]
 
 
 def write_photos() -> None:
-    """Copy the photos as PNG so every decoder sees identical pixels."""
+    """Copy the photos as PNG so every decoder sees identical pixels, then
+    encode the JPEG photos from them."""
     src = Path(skimage.data.__file__).parent
     out = GOLDEN / "images"
     out.mkdir(parents=True, exist_ok=True)
     for name, file in PHOTOS.items():
         Image.open(src / file).convert("RGB").save(out / f"{name}.png", optimize=True)
+    for name, (photo, options) in JPEG_PHOTOS.items():
+        Image.open(out / f"{photo}.png").convert("RGB").save(out / f"{name}.jpg", **options)
+
+
+def photo_file(name: str) -> str:
+    return f"{name}.jpg" if name in JPEG_PHOTOS else f"{name}.png"
 
 
 def load_rgb(name: str) -> np.ndarray:
-    return np.array(Image.open(GOLDEN / "images" / f"{name}.png").convert("RGB"))
+    return np.array(Image.open(GOLDEN / "images" / photo_file(name)).convert("RGB"))
 
 
 def resize_bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -130,6 +158,7 @@ def main() -> None:
     args = ap.parse_args()
 
     write_photos()
+    write_fixtures()
     code_root, checkpoint = fetch_package(args.cache)
     sys.path.insert(0, str(code_root))
     from mobile_sam import SamPredictor, sam_model_registry
@@ -191,7 +220,7 @@ def main() -> None:
             log(f"{name:28} {token:5d} {iou[i]:6.3f} {outputs[-1]['area']:7d}   "
                 f"{agreement['f32']:.5f}, {agreement['int8']:.5f}")
         records.append({
-            "name": name, "image": f"images/{image_name}.png", "size": list(image.shape[:2]),
+            "name": name, "image": f"images/{photo_file(image_name)}", "size": list(image.shape[:2]),
             "points": points, "box": box, "mask_input_from": source,
             "mask_input_index": mask_index, "multimask": case["multimask"], "outputs": outputs,
         })
