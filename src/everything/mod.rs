@@ -17,7 +17,7 @@
 //! use maskd::model::{Precision, Sam};
 //!
 //! let sam = Sam::load("models/mobile_sam", Precision::F32)?;
-//! let image = image::open("photo.jpg")?.to_rgb8();
+//! let image = maskd::picture::read_rgb("photo.jpg")?;
 //! let embedding = sam.embed(&image)?;
 //! let settings = Settings { points_per_side: 16, ..Settings::default() };
 //! let masks = everything::generate(&sam, &embedding, &settings, |p| {
