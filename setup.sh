@@ -6,6 +6,8 @@
 #   ./setup.sh           building and running maskd:
 #                          libclang-dev   bindgen, for nokhwa's V4L2 camera bindings
 #                          gcc, libc6-dev Rust's linker and the C library headers
+#                          cmake, nasm    build libjpeg-turbo (maskd's JPEG decoder) from
+#                                         source, nasm for its x86-64 SIMD code
 #                          python3-venv   the model export's virtual environment
 #   ./setup.sh --cross   also cross-building for aarch64 boards (board/cross/):
 #                          gcc-aarch64-linux-gnu, libc6-dev-arm64-cross
@@ -31,7 +33,7 @@ case "${1:-}" in
     *) echo "setup.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
 esac
 
-packages=(libclang-dev gcc libc6-dev)
+packages=(libclang-dev gcc libc6-dev cmake nasm)
 # A Python without ensurepip (Debian's python3 without python3-venv)
 # cannot make the export's venv; another Python (pyenv, a distribution's
 # full build) can, and needs nothing.
