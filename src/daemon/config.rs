@@ -34,6 +34,8 @@ pub struct Config {
     pub everything: EverythingConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Absent: no MQTT broker.
+    pub mqtt: Option<MqttConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -281,6 +283,137 @@ impl Default for LogConfig {
     }
 }
 
+/// A broker to publish to and take remote prompts from (docs/MQTT.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]` (TLS).
+    pub url: String,
+    /// The board's topic level and client id; absent: the host name.
+    pub device_id: Option<String>,
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A file holding the password (its first line), instead of `password`.
+    pub password_file: Option<PathBuf>,
+    /// With mqtts://: PEM CA certificates to trust; absent: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// With mqtts://: the board's PEM certificate and key, for brokers that ask.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u32,
+    /// Take prompts on `<prefix>/<device_id>/prompt`.
+    #[serde(default = "default_true")]
+    pub prompts: bool,
+    /// Messages kept for the broker while it is away.
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: usize,
+    /// The status is published on every change and at least this often.
+    #[serde(default = "default_status_every_s")]
+    pub status_every_s: f64,
+    #[serde(default = "default_mqtt_backoff_min_ms")]
+    pub backoff_min_ms: u32,
+    #[serde(default = "default_mqtt_backoff_max_ms")]
+    pub backoff_max_ms: u32,
+    #[serde(default)]
+    pub publish: MqttPublishConfig,
+    #[serde(default)]
+    pub qos: MqttQosConfig,
+}
+
+/// Which optional streams are published.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttPublishConfig {
+    #[serde(default = "default_true")]
+    pub answers: bool,
+    /// Answers carry their mask as COCO RLE.
+    #[serde(default)]
+    pub answer_masks: bool,
+    #[serde(default = "default_true")]
+    pub objects: bool,
+    /// Absent: no snapshot topic.
+    pub snapshot_every_s: Option<f64>,
+    /// Home Assistant MQTT discovery configs.
+    #[serde(default)]
+    pub home_assistant: bool,
+    #[serde(default = "default_home_assistant_prefix")]
+    pub home_assistant_prefix: String,
+}
+
+/// QoS per stream, 0 or 1.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttQosConfig {
+    #[serde(default = "default_qos_1")]
+    pub status: u8,
+    #[serde(default = "default_qos_1")]
+    pub answers: u8,
+    #[serde(default = "default_qos_1")]
+    pub objects: u8,
+    #[serde(default)]
+    pub snapshot: u8,
+    #[serde(default = "default_qos_1")]
+    pub replies: u8,
+}
+
+fn default_topic_prefix() -> String {
+    "maskd".into()
+}
+
+fn default_keep_alive_s() -> u32 {
+    30
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_queue_limit() -> usize {
+    256
+}
+
+fn default_status_every_s() -> f64 {
+    30.0
+}
+
+fn default_mqtt_backoff_min_ms() -> u32 {
+    500
+}
+
+fn default_mqtt_backoff_max_ms() -> u32 {
+    30_000
+}
+
+fn default_home_assistant_prefix() -> String {
+    "homeassistant".into()
+}
+
+fn default_qos_1() -> u8 {
+    1
+}
+
+impl Default for MqttPublishConfig {
+    fn default() -> Self {
+        MqttPublishConfig {
+            answers: true,
+            answer_masks: false,
+            objects: true,
+            snapshot_every_s: None,
+            home_assistant: false,
+            home_assistant_prefix: default_home_assistant_prefix(),
+        }
+    }
+}
+
+impl Default for MqttQosConfig {
+    fn default() -> Self {
+        MqttQosConfig { status: 1, answers: 1, objects: 1, snapshot: 0, replies: 1 }
+    }
+}
+
 impl Config {
     /// Reads `path`. Relative paths inside it are taken from the file's own
     /// folder, so the daemon does not depend on its working directory.
@@ -321,6 +454,12 @@ impl Config {
         }
         if let Some(snapshots) = &mut self.everything.snapshots {
             resolve(&mut snapshots.dir);
+        }
+        if let Some(mqtt) = &mut self.mqtt {
+            [&mut mqtt.password_file, &mut mqtt.ca_file, &mut mqtt.client_cert, &mut mqtt.client_key]
+                .into_iter()
+                .flatten()
+                .for_each(resolve);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `maskd run`: the pipeline with its adapters (frame source, serial line,
-//! display, stdin prompts) under one configuration, as a systemd service.
+//! display, stdin prompts, MQTT) under one configuration, as a systemd service.
 //!
 //! SIGTERM and SIGINT stop taking prompts, answer those in flight, and exit.
 //! SIGHUP checks the configuration file again: a broken one is logged and
@@ -14,8 +14,8 @@ mod snapshots;
 mod stdin;
 
 pub use config::{
-    CaptureConfig, Config, DisplayConfig, EverythingConfig, LogConfig, ModelConfig, OverlayConfig, PipelineConfig, SerialConfig,
-    SnapshotsConfig, SourceConfig,
+    CaptureConfig, Config, DisplayConfig, EverythingConfig, LogConfig, ModelConfig, MqttConfig, MqttPublishConfig, MqttQosConfig,
+    OverlayConfig, PipelineConfig, SerialConfig, SnapshotsConfig, SourceConfig,
 };
 pub use line::{Line, Pty};
 pub use service::{init_logging, Service};
@@ -38,6 +38,7 @@ use crate::camera::{Camera, FileSource, PatternSource};
 use crate::display::{run_live, Framebuffer, PngSnapshot, Screen};
 use crate::draw::Placement;
 use crate::model::{set_threads, Sam};
+use crate::mqtt::Mqtt;
 use crate::pipeline::{FrameSource, Pipeline};
 use crate::serial::DRAIN_READ;
 use crate::touch::{run_taps, EvdevTouch};
@@ -81,7 +82,7 @@ pub fn run(settings: &Settings) -> Result<Exit> {
     // Without a line there is nothing to read before draining.
     let reading_done = AtomicBool::new(settings.line.is_none());
     let exit = std::thread::scope(|scope| -> Result<Exit> {
-        let adapters = Adapters { settings, pipeline: &pipeline, stop: &stop, reading_done: &reading_done };
+        let adapters = Adapters { settings, service, pipeline: &pipeline, stop: &stop, reading_done: &reading_done };
         adapters.start(scope, line.as_ref(), screen.as_deref_mut())?;
         service.ready(&format!("serving {}", settings.path.display()));
         info!("maskd ready ({})", settings.path.display());
@@ -115,6 +116,7 @@ fn start_pipeline(settings: &Settings) -> Result<Pipeline> {
 /// The threads that feed the pipeline and show its answers, for one run.
 struct Adapters<'a> {
     settings: &'a Settings,
+    service: Service,
     pipeline: &'a Arc<Pipeline>,
     stop: &'a AtomicBool,
     reading_done: &'a AtomicBool,
@@ -122,7 +124,7 @@ struct Adapters<'a> {
 
 impl<'a> Adapters<'a> {
     /// Starts a thread for each configured adapter: the line, the display,
-    /// snapshots, touch and stdin prompts.
+    /// snapshots, MQTT, touch and stdin prompts.
     fn start<'scope, 'env: 'scope>(
         &self,
         scope: &'scope Scope<'scope, 'env>,
@@ -132,7 +134,7 @@ impl<'a> Adapters<'a> {
     where
         'a: 'env,
     {
-        let Adapters { settings, pipeline, stop, reading_done } = *self;
+        let Adapters { settings, service, pipeline, stop, reading_done } = *self;
         let placement = Placement::default();
         if let (Some(line), Some(line_settings)) = (line, &settings.line) {
             let server = &line_settings.server;
@@ -145,6 +147,12 @@ impl<'a> Adapters<'a> {
         }
         if let Some(snapshots) = &settings.snapshots {
             spawn_scoped(scope, "snapshots", move || run_snapshots(pipeline, &settings.everything, snapshots, stop))?;
+        }
+        if let Some(mqtt) = &settings.mqtt {
+            let mqtt = Mqtt::start(mqtt, pipeline)?;
+            let path = settings.path.display();
+            let report = move |state: &str| service.status(&format!("serving {path}; {state}"));
+            spawn_scoped(scope, "mqtt", move || mqtt.run(pipeline, stop, &report))?;
         }
         if let (Some(touch), Some(display)) = (&settings.touch, display_size) {
             // Not scoped: a read from the device blocks until the next event,

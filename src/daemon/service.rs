@@ -22,6 +22,11 @@ impl Service {
         notify(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
+    /// A new status line for `systemctl status`.
+    pub fn status(&self, status: &str) {
+        notify(&[NotifyState::Status(status)]);
+    }
+
     /// Tells the watchdog the inference workers are alive.
     pub fn alive(&self) {
         notify(&[NotifyState::Watchdog]);

@@ -10,12 +10,13 @@ use anyhow::{bail, ensure, Context, Result};
 use log::LevelFilter;
 
 use super::config::{
-    CaptureConfig, Config, DisplayConfig, EverythingConfig, ModelConfig, PipelineConfig, SerialConfig, SnapshotsConfig,
-    SourceConfig,
+    CaptureConfig, Config, DisplayConfig, EverythingConfig, ModelConfig, MqttConfig, PipelineConfig, SerialConfig,
+    SnapshotsConfig, SourceConfig,
 };
 use crate::display::LiveSettings;
 use crate::everything;
 use crate::model::{Compute, Precision};
+use crate::mqtt::{self, Broker, Credentials, MqttSettings, Qos, StreamQos, TlsSettings, Topics};
 use crate::pipeline::{CaptureSettings, PipelineSettings};
 use crate::serial::ServerSettings;
 use crate::touch::TouchSettings;
@@ -42,6 +43,8 @@ pub struct Settings {
     pub log_level: LevelFilter,
     /// Prompts are also read from stdin (`maskd run --stdin`).
     pub stdin_prompts: bool,
+    /// `None`: no MQTT broker.
+    pub mqtt: Option<MqttSettings>,
 }
 
 /// Which model runs, and on how many threads.
@@ -132,6 +135,7 @@ impl Settings {
                 )
             })?,
             stdin_prompts,
+            mqtt: config.mqtt.map(mqtt_settings).transpose()?,
         })
     }
 }
@@ -244,6 +248,96 @@ fn snapshots(snapshots: SnapshotsConfig) -> Result<SnapshotSettings> {
     Ok(SnapshotSettings { every: Duration::from_secs_f64(snapshots.every_s), dir: snapshots.dir, keep: snapshots.keep })
 }
 
+fn mqtt_settings(config: MqttConfig) -> Result<MqttSettings> {
+    let tls = TlsSettings {
+        ca_file: config.ca_file,
+        client_identity: match (config.client_cert, config.client_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => bail!("mqtt.client_cert and mqtt.client_key go together"),
+        },
+    };
+    let tls_keys = tls.ca_file.is_some() || tls.client_identity.is_some();
+    let broker = Broker::from_url(&config.url, tls).context("mqtt.url")?;
+    match &broker.tls {
+        // Read now, so that a bad file is named when the configuration is checked.
+        Some(tls) => drop(mqtt::client_config(tls)?),
+        None => ensure!(!tls_keys, "mqtt.ca_file, mqtt.client_cert and mqtt.client_key need an mqtts:// url"),
+    }
+    let device_id = match config.device_id {
+        Some(id) => id,
+        None => mqtt::host_name().context("mqtt.device_id is not set and the host name cannot be read")?,
+    };
+    let password = match (config.password, config.password_file) {
+        (Some(_), Some(_)) => bail!("mqtt.password and mqtt.password_file: set one of them"),
+        (password, None) => password,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("mqtt.password_file {}", path.display()))?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+    };
+    let credentials = match (config.username, password) {
+        (Some(username), password) => Some(Credentials { username, password: password.unwrap_or_default() }),
+        (None, None) => None,
+        (None, Some(_)) => bail!("mqtt.password needs mqtt.username"),
+    };
+    ensure!((5..=3600).contains(&config.keep_alive_s), "mqtt.keep_alive_s must be 5-3600, got {}", config.keep_alive_s);
+    ensure!((1..=100_000).contains(&config.queue_limit), "mqtt.queue_limit must be 1-100000, got {}", config.queue_limit);
+    ensure!(
+        (1.0..=86_400.0).contains(&config.status_every_s),
+        "mqtt.status_every_s must be 1-86400, got {}",
+        config.status_every_s
+    );
+    ensure!(
+        (10..=60_000).contains(&config.backoff_min_ms),
+        "mqtt.backoff_min_ms must be 10-60000, got {}",
+        config.backoff_min_ms
+    );
+    ensure!(
+        (config.backoff_min_ms..=600_000).contains(&config.backoff_max_ms),
+        "mqtt.backoff_max_ms must be mqtt.backoff_min_ms ({}) to 600000, got {}",
+        config.backoff_min_ms,
+        config.backoff_max_ms
+    );
+    let publish = &config.publish;
+    if let Some(every) = publish.snapshot_every_s {
+        ensure!((0.1..=86_400.0).contains(&every), "mqtt.publish.snapshot_every_s must be 0.1-86400, got {every}");
+    }
+    ensure!(
+        !publish.home_assistant || Topics::new(&publish.home_assistant_prefix, "x").is_ok(),
+        "mqtt.publish.home_assistant_prefix must be topic levels without wildcards, got {:?}",
+        publish.home_assistant_prefix
+    );
+    let q = &config.qos;
+    let qos = StreamQos {
+        status: Qos::from_level("mqtt.qos.status", q.status)?,
+        answers: Qos::from_level("mqtt.qos.answers", q.answers)?,
+        objects: Qos::from_level("mqtt.qos.objects", q.objects)?,
+        snapshot: Qos::from_level("mqtt.qos.snapshot", q.snapshot)?,
+        replies: Qos::from_level("mqtt.qos.replies", q.replies)?,
+    };
+    Ok(MqttSettings {
+        topics: Topics::new(&config.topic_prefix, &device_id)?,
+        device_id,
+        broker,
+        credentials,
+        keep_alive: Duration::from_secs(u64::from(config.keep_alive_s)),
+        prompts: config.prompts,
+        publish: mqtt::Publish {
+            answers: publish.answers,
+            answer_masks: publish.answer_masks,
+            objects: publish.objects,
+            snapshot_every: publish.snapshot_every_s.map(Duration::from_secs_f64),
+            home_assistant: publish.home_assistant.then(|| publish.home_assistant_prefix.clone()),
+        },
+        qos,
+        queue_limit: config.queue_limit,
+        status_every: Duration::from_secs_f64(config.status_every_s),
+        backoff_min: millis(config.backoff_min_ms),
+        backoff_max: millis(config.backoff_max_ms),
+    })
+}
+
 fn millis(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
@@ -335,6 +429,50 @@ paths = ["images"]
         assert_eq!((everything.points_per_side, everything.min_area, everything.pred_iou_thresh), (8, 50, 0.88));
         let snapshots = settings.snapshots.unwrap();
         assert_eq!((snapshots.every, snapshots.keep), (Duration::from_secs(30), 10));
+    }
+
+    #[test]
+    fn an_mqtt_block_becomes_typed_settings() {
+        assert_eq!(parse(MINIMAL).unwrap().mqtt, None);
+        let text = format!(
+            "{MINIMAL}[mqtt]\nurl = \"mqtt://127.0.0.1:1884\"\ndevice_id = \"cam-7\"\nusername = \"board\"\npassword = \"pw\"\n\
+             queue_limit = 32\n[mqtt.publish]\nsnapshot_every_s = 5\nhome_assistant = true\n[mqtt.qos]\nanswers = 0\n"
+        );
+        let mqtt = parse(&text).unwrap().mqtt.unwrap();
+        assert_eq!((mqtt.broker.host.as_str(), mqtt.broker.port, mqtt.broker.tls.is_none()), ("127.0.0.1", 1884, true));
+        assert_eq!(mqtt.topics.status, "maskd/cam-7/status");
+        assert_eq!(mqtt.credentials.unwrap().password, "pw");
+        assert_eq!((mqtt.queue_limit, mqtt.keep_alive, mqtt.status_every), (32, Duration::from_secs(30), Duration::from_secs(30)));
+        assert_eq!((mqtt.qos.answers, mqtt.qos.status), (Qos::AtMostOnce, Qos::AtLeastOnce));
+        assert_eq!(mqtt.publish.snapshot_every, Some(Duration::from_secs(5)));
+        assert_eq!(mqtt.publish.home_assistant.as_deref(), Some("homeassistant"));
+        let defaults = parse(&format!("{MINIMAL}[mqtt]\nurl = \"mqtt://b\"\n")).unwrap().mqtt.unwrap();
+        assert_eq!(defaults.device_id, mqtt::host_name().unwrap());
+        assert!(defaults.prompts && defaults.publish.answers && defaults.credentials.is_none());
+    }
+
+    #[test]
+    fn bad_mqtt_values_are_named() {
+        let block = |extra: &str| format!("{MINIMAL}[mqtt]\nurl = \"mqtt://b\"\n{extra}");
+        for (extra, expected) in [
+            ("keep_alive_s = 1\n", "mqtt.keep_alive_s"),
+            ("queue_limit = 0\n", "mqtt.queue_limit"),
+            ("device_id = \"a/b\"\n", "mqtt.device_id"),
+            ("topic_prefix = \"x/#\"\n", "mqtt.topic_prefix"),
+            ("ca_file = \"ca.pem\"\n", "need an mqtts://"),
+            ("password = \"pw\"\n", "mqtt.username"),
+            ("client_cert = \"c.pem\"\n", "go together"),
+            ("[mqtt.qos]\nstatus = 2\n", "mqtt.qos.status"),
+            ("[mqtt.publish]\nsnapshots = 1\n", "snapshots"),
+            ("backoff_min_ms = 900\nbackoff_max_ms = 800\n", "mqtt.backoff_max_ms"),
+        ] {
+            let err = error_of(&block(extra));
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        let err = error_of(&format!("{MINIMAL}[mqtt]\nurl = \"http://b\"\n"));
+        assert!(err.contains("mqtt.url") && err.contains("mqtt://"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[mqtt]\nurl = \"mqtts://b\"\nca_file = \"/nonexistent/ca.pem\"\n"));
+        assert!(err.contains("mqtt.ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,7 @@ fn serve(shared: &Shared, job: Job) {
     let result = answer(shared, &job);
     if let Ok(answer) = &result {
         shared.answers.put(answer.clone());
+        shared.answer_feed.send(answer);
     }
     // A caller that went away no longer wants its reply.
     let _ = job.reply.send(Reply { tag: job.tag, result });
@@ -108,6 +109,9 @@ fn answer(shared: &Shared, job: &Job) -> Result<Arc<Answer>, Rejection> {
 
 fn run_everything(shared: &Shared, prompts: &Receiver<Job>, job: EverythingJob) {
     let result = objects(shared, prompts, &job);
+    if let Ok(objects) = &result {
+        shared.objects_feed.send(objects);
+    }
     let _ = job.reply.send(EverythingReply { tag: job.tag, result });
 }
 

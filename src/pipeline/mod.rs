@@ -2,12 +2,15 @@
 //! worker (latest frame wins), whose embeddings are kept for the last few
 //! frames; a decoder worker answers prompts from a bounded queue against them,
 //! and, when no prompt waits, proposes every object in a frame on request.
+//! Adapters read every answer and every set of objects through their own
+//! bounded [`Subscription`]s, whatever asked for them.
 //!
 //! ```text
 //! FrameSource -> capture -> [Latest] -> encoder -> EmbeddingCache -> decoder <- [queue] <- submit()
 //!                                                                           <- [queue] <- submit_everything()
 //! ```
 
+mod broadcast;
 mod cache;
 mod capture;
 mod decoder;
@@ -18,6 +21,7 @@ mod request;
 mod source;
 mod stats;
 
+pub use broadcast::{Broadcast, Subscription};
 pub use cache::{EmbeddedFrame, EmbeddingCache};
 pub use capture::{CameraState, CaptureSettings};
 pub use frame::Frame;
@@ -76,8 +80,12 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub stop: AtomicBool,
     pub started: Instant,
-    /// Every answer, for the display.
+    /// The newest answer, for the display.
     pub answers: Latest<Arc<Answer>>,
+    /// Every answer, for adapters that publish them all.
+    pub answer_feed: Broadcast<Arc<Answer>>,
+    /// Every set of objects found, for adapters that publish them.
+    pub objects_feed: Broadcast<Arc<Objects>>,
     pub queue_capacity: usize,
     pub stall_after: Duration,
 }
@@ -102,6 +110,8 @@ impl Pipeline {
             stop: AtomicBool::new(false),
             started: Instant::now(),
             answers: Latest::new(),
+            answer_feed: Broadcast::default(),
+            objects_feed: Broadcast::default(),
             queue_capacity: settings.queue_capacity.max(1),
             stall_after: settings.capture.stall_after,
         });
@@ -187,6 +197,18 @@ impl Pipeline {
     /// The newest answer (from any prompt source), for the display.
     pub fn answers(&self) -> &Latest<Arc<Answer>> {
         &self.shared.answers
+    }
+
+    /// Every answer from now on, from any prompt source; at most `capacity`
+    /// wait unread (older ones are dropped and counted).
+    pub fn subscribe_answers(&self, capacity: usize) -> Subscription<Arc<Answer>> {
+        self.shared.answer_feed.subscribe(capacity)
+    }
+
+    /// Every set of objects found from now on (everything requests from the
+    /// line and snapshots alike); at most `capacity` wait unread.
+    pub fn subscribe_objects(&self, capacity: usize) -> Subscription<Arc<Objects>> {
+        self.shared.objects_feed.subscribe(capacity)
     }
 
     /// The embedded frames kept.
