@@ -368,7 +368,7 @@ fn describe(error: &ConnectionError, options: &MqttOptions) -> String {
         ConnectionError::ConnectionRefused(code) | ConnectionError::MqttState(StateError::ConnFail { reason: code }) => {
             let why = match code {
                 ConnectReturnCode::BadUserNamePassword => "bad user name or password (mqtt.username, mqtt.password)",
-                ConnectReturnCode::NotAuthorized => "not authorized (mqtt.username, mqtt.password, or the broker's access rules)",
+                ConnectReturnCode::NotAuthorized => "not authorized: a wrong user name or password, or the broker's access rules (mqtt.username, mqtt.password)",
                 ConnectReturnCode::ClientIdentifierNotValid => "the client id is not valid (mqtt.device_id)",
                 ConnectReturnCode::Banned => "this client is banned",
                 _ => "",

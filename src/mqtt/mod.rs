@@ -144,6 +144,8 @@ impl Mqtt {
 struct Pending {
     id: Option<String>,
     target: ReplyTarget,
+    /// Where duplicates that arrived meanwhile want the reply too.
+    duplicates: Vec<ReplyTarget>,
     with_rle: bool,
 }
 
@@ -324,14 +326,20 @@ impl<'a> Adapter<'a> {
         if let Some(id) = &request.id {
             match self.recent.seen(id) {
                 Seen::New => {}
-                Seen::InFlight => return debug!("mqtt: prompt {id:?} is a duplicate of one in flight"),
+                Seen::InFlight => {
+                    debug!("mqtt: prompt {id:?} is a duplicate of one in flight: it gets the same reply");
+                    if let Some(first) = self.pending.values_mut().find(|p| p.id.as_ref() == Some(id)) {
+                        first.duplicates.push(target);
+                    }
+                    return;
+                }
                 Seen::Answered(outcome) => {
                     debug!("mqtt: prompt {id:?} is a duplicate, sending its reply again");
                     return self.send_reply(&target, Some(id), &outcome);
                 }
             }
         }
-        let pending = Pending { id: request.id, target, with_rle: request.with_rle };
+        let pending = Pending { id: request.id, target, duplicates: Vec::new(), with_rle: request.with_rle };
         if stopping {
             return self.settle(pending, Outcome::rejected(&Rejection::Stopping), true);
         }
@@ -373,7 +381,9 @@ impl<'a> Adapter<'a> {
                 self.recent.finish(id, &outcome);
             }
         }
-        self.send_reply(&pending.target, pending.id.as_deref(), &outcome);
+        for target in std::iter::once(&pending.target).chain(&pending.duplicates) {
+            self.send_reply(target, pending.id.as_deref(), &outcome);
+        }
     }
 
     fn send_reply(&self, target: &ReplyTarget, id: Option<&str>, outcome: &Outcome) {

@@ -124,18 +124,13 @@ impl Outbox {
         dropped
     }
 
-    /// Queues `message` first (what a new connection must send before the
-    /// backlog: the fresh status); returns the stream of a dropped message.
+    /// Queues `message` first, whatever the limit: what a new connection
+    /// must send before the backlog (the fresh status, a handful of
+    /// discovery configs). Returns the stream of a waiting message it replaced.
     pub fn push_front(&mut self, message: Message) -> Option<Stream> {
-        if let Some(stream) = self.supersede(&message) {
-            self.waiting.push_front(message);
-            return Some(stream);
-        }
-        let dropped = self.make_room(message.stream);
-        if dropped != Some(message.stream) || self.len() < self.limit {
-            self.waiting.push_front(message);
-        }
-        dropped
+        let replaced = self.supersede(&message);
+        self.waiting.push_front(message);
+        replaced
     }
 
     /// Drops the waiting message a retained `message` replaces, if any.
@@ -307,8 +302,17 @@ mod tests {
         outbox.push(message(Stream::Answers, 0));
         outbox.push(message(Stream::Replies, 1));
         assert_eq!(outbox.push(message(Stream::Status, 2)), Some(Stream::Status));
-        assert_eq!(outbox.push_front(message(Stream::Status, 3)), Some(Stream::Status));
         assert_eq!(topics(&mut outbox), ["t/0", "t/1"]);
+    }
+
+    #[test]
+    fn a_connection_s_first_message_goes_even_at_a_full_queue() {
+        let mut outbox = Outbox::new(2, 16);
+        outbox.push(message(Stream::Answers, 0));
+        outbox.push(message(Stream::Answers, 1));
+        assert_eq!(outbox.push_front(message(Stream::Status, 2)), None);
+        assert_eq!(topics(&mut outbox), ["t/2", "t/0", "t/1"]);
+        assert_eq!(outbox.drops(), Drops::default());
     }
 
     #[test]
