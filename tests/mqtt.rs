@@ -100,7 +100,7 @@ impl Broker {
         let config = format!(
             "# Run as root, mosquitto would switch to its own user, which cannot read this folder.\n\
              user {user}\nper_listener_settings false\nallow_anonymous false\npassword_file {d}/passwd\n\
-             persistence true\npersistence_location {d}/broker-db/\nautosave_interval 1\nmax_queued_messages 1000\n\
+             persistence true\npersistence_location {d}/broker-db/\nautosave_interval 1\nmax_queued_messages 1000\nset_tcp_nodelay true\n\
              log_dest file {d}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
              listener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
             user = user.trim()
@@ -613,9 +613,14 @@ fn load_one_daemon_and_seven_stand_in_boards() {
     let daemon = Daemon::start(&config);
     wait_for(Duration::from_secs(60), || daemon.log(), || broker.status().filter(|s| s["state"] == "online"));
     // A real answer (with its RLE), as the stand-ins' answers.
-    let answers = Subscriber::start(&broker, &[&format!("maskd/{DEVICE}/answers")], &[]);
-    daemon.serial_prompts(&["255,180".into()]);
-    let (_, answer) = answers.wait_messages(&format!("maskd/{DEVICE}/answers"), 1, Duration::from_secs(30)).remove(0);
+    let answers_topic = format!("maskd/{DEVICE}/answers");
+    let answers = Subscriber::start(&broker, &[&answers_topic], &[]);
+    let prompt = r#"{"points":[[255,180]]}"#;
+    let (_, answer) = wait_for(Duration::from_secs(60), || daemon.log(), || {
+        broker.publish(&["-t", &format!("maskd/{DEVICE}/prompt"), "-q", "1", "-m", prompt]);
+        std::thread::sleep(Duration::from_millis(500));
+        answers.messages(&answers_topic).pop()
+    });
     drop(answers);
     let answer_file = dir.join("answer.json");
     std::fs::write(&answer_file, &answer).unwrap();

@@ -35,7 +35,7 @@ pub use status::Identity;
 pub use tls::client_config;
 pub use topics::Topics;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,7 +108,13 @@ impl Mqtt {
         let mut stopping_since = None;
         loop {
             select! {
-                recv(answers_in) -> answer => if let Ok(answer) = answer { adapter.answer(answer) },
+                recv(answers_in) -> answer => if let Ok(answer) = answer {
+                    // A waiting requester first: its reply is built before the broadcast copy.
+                    while let Ok(reply) = replied.try_recv() {
+                        adapter.reply(reply);
+                    }
+                    adapter.answer(answer);
+                },
                 recv(objects_in) -> found => if let Ok(found) = found { adapter.objects(&found) },
                 recv(events_in) -> event => match event {
                     Ok(LinkEvent::Connected) => adapter.connected(),
@@ -173,7 +179,12 @@ struct Adapter<'a> {
     snapshot_frame: Option<u32>,
     next_snapshot: Instant,
     reported: String,
+    /// Records of the last answers (with their RLE), built once for the reply and the answers topic.
+    records: VecDeque<(Arc<Answer>, AnswerRecord)>,
 }
+
+/// Answer records kept for reuse: a reply and its broadcast copy come close together.
+const RECORDS_KEPT: usize = 8;
 
 impl<'a> Adapter<'a> {
     fn new(mqtt: &'a Mqtt, pipeline: &'a Pipeline, replies: Sender<Reply>) -> Adapter<'a> {
@@ -191,6 +202,7 @@ impl<'a> Adapter<'a> {
             snapshot_frame: None,
             next_snapshot: Instant::now(),
             reported: String::new(),
+            records: VecDeque::new(),
         }
     }
 
@@ -234,9 +246,30 @@ impl<'a> Adapter<'a> {
         self.next_status = Instant::now() + self.settings().status_every;
     }
 
+    /// `answer` as a record, its mask's RLE included when `with_rle`. The
+    /// geometry (a distance transform) takes tens of milliseconds on a big
+    /// mask: it is measured once per answer.
+    fn record(&mut self, answer: &Arc<Answer>, with_rle: bool) -> AnswerRecord {
+        let mut record = match self.records.iter().find(|(known, _)| Arc::ptr_eq(known, answer)) {
+            Some((_, record)) => record.clone(),
+            None => {
+                let record = AnswerRecord::new(answer, true);
+                if self.records.len() == RECORDS_KEPT {
+                    self.records.pop_front();
+                }
+                self.records.push_back((answer.clone(), record.clone()));
+                record
+            }
+        };
+        if !with_rle {
+            record.mask.segmentation = None;
+        }
+        record
+    }
+
     fn answer(&mut self, answer: Arc<Answer>) {
         if self.settings().publish.answers {
-            let record = AnswerRecord::new(&answer, self.settings().publish.answer_masks);
+            let record = self.record(&answer, self.settings().publish.answer_masks);
             let payload = serde_json::to_vec(&AnswerPayload { schema: SCHEMA, answer: &record }).unwrap_or_default();
             self.publish(self.message(Stream::Answers, &self.settings().topics.answers, payload, JSON), false);
         }
@@ -361,7 +394,7 @@ impl<'a> Adapter<'a> {
         let Some(pending) = self.pending.remove(&reply.tag) else { return };
         match reply.result {
             Ok(answer) => {
-                let outcome = Outcome::Ok(AnswerRecord::new(&answer, pending.with_rle));
+                let outcome = Outcome::Ok(self.record(&answer, pending.with_rle));
                 self.settle(pending, outcome, false);
             }
             Err(rejection) => {

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import socket
 import statistics
 import sys
 import threading
@@ -34,6 +36,19 @@ def parse_point(text: str) -> Point:
     return Point(x, y, Label.FOREGROUND)
 
 
+def open_client(port: str) -> Client:
+    """A serial client whose request ids cannot repeat another run's: the
+    daemon answers a repeated id from its cache (docs/PROTOCOL.md, section 6),
+    and maskd_client.py starts its ids from the clock's seconds."""
+    client = Client.open(port, timeout=30.0)
+    client.next_id = random.randint(1, 0x7FFFFFFF)
+    # maskd_client.py reads 256 bytes at a time with its port's 0.1 s timeout,
+    # so a short answer waits out the timeout: for round-trip figures, reads
+    # give up after 2 ms (its answer deadline is its own 30 s timeout).
+    client.port.timeout = 0.002
+    return client
+
+
 def segment_when_embedded(client, point: Point, within: float = 120.0):
     """The answer to one click, retried while no frame is embedded yet (a daemon just started)."""
     until = time.monotonic() + within
@@ -47,7 +62,7 @@ def segment_when_embedded(client, point: Point, within: float = 120.0):
 
 
 def serial(args) -> int:
-    with Client.open(args.port, timeout=30.0) as client:
+    with open_client(args.port) as client:
         for text in args.points:
             start = time.perf_counter()
             result, _ = segment_when_embedded(client, parse_point(text))
@@ -73,16 +88,23 @@ def load(args) -> int:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}", protocol=mqtt.MQTTv5)
         client.username_pw_set(args.user, args.password)
         client.connect(host, port)
+        # Without it, Nagle's algorithm and the broker's delayed ACK add ~40 ms to each round trip.
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.loop_start()
         return client
 
     # The independent counter: every answer, status and snapshot of every board.
     counts: dict[str, int] = {}
+    daemon_points: list[tuple[float, float]] = []
     counts_lock = threading.Lock()
+    daemon_answers_topic = f"maskd/{args.device}/answers"
 
     def on_count(_client, _userdata, message):
         with counts_lock:
             counts[message.topic] = counts.get(message.topic, 0) + 1
+            if message.topic == daemon_answers_topic:
+                x, y, _label = json.loads(message.payload)["prompt"]["points"][0]
+                daemon_points.append((x, y))
 
     counter = connect("counter")
     counter.on_message = on_count
@@ -127,7 +149,7 @@ def load(args) -> int:
 
     # Serial prompts, one at a time.
     serial_ms = []
-    with Client.open(args.port, timeout=30.0) as client:
+    with open_client(args.port) as client:
         for i in range(args.prompts):
             start = time.perf_counter()
             segment_when_embedded(client, Point(100 + i % 200, 150, Label.FOREGROUND))
@@ -157,7 +179,7 @@ def load(args) -> int:
         properties = Properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = reply_topic
         properties.CorrelationData = correlation
-        payload = json.dumps({"schema": 1, "id": f"load-{i}", "points": [[100 + i % 200, 150]], "mask": "none"})
+        payload = json.dumps({"schema": 1, "id": f"load-{i}", "points": [[100 + i % 200, 160]], "mask": "none"})
         start = time.perf_counter()
         prompter.publish(f"maskd/{args.device}/prompt", payload, qos=1, properties=properties)
         with reply_ready:
@@ -174,7 +196,9 @@ def load(args) -> int:
     time.sleep(args.settle)
     with counts_lock:
         received = dict(counts)
-    daemon_answers = received.get(f"maskd/{args.device}/answers", 0)
+        asked = [(100.0 + i % 200, 150.0) for i in range(args.prompts)] + [(100.0 + i % 200, 160.0) for i in range(args.prompts)]
+        missing = [p for p in asked if p not in daemon_points]
+    daemon_answers = received.get(daemon_answers_topic, 0)
     lost_boards = sum(max(0, n - received.get(topic, 0)) for topic, n in sent.items() if topic.endswith("/answers") or topic.endswith("/status"))
     board_messages = sum(sent.values())
     for client in (counter, publisher, prompter):
@@ -186,6 +210,8 @@ def load(args) -> int:
         if values:
             print(f"  {name:6} round trip over {len(values)} prompts: p50 {percentile(values, 50):.1f} ms, p95 {percentile(values, 95):.1f} ms, max {max(values):.1f} ms, mean {statistics.mean(values):.1f} ms")
     print(f"  daemon answers received: {daemon_answers} of {2 * args.prompts} (lost {2 * args.prompts - daemon_answers})")
+    if missing:
+        print(f"  daemon answers missing, by prompt point: {missing}")
     print(f"  stand-in answers and statuses lost: {lost_boards}")
     summary = {
         "serial_ms": serial_ms,
@@ -194,6 +220,7 @@ def load(args) -> int:
         "expected_answers": 2 * args.prompts,
         "boards_lost": lost_boards,
         "errors": errors,
+        "missing_answers": missing,
     }
     print(json.dumps(summary))
     return 0 if not errors else 1
