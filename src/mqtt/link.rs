@@ -36,7 +36,7 @@ pub enum LinkEvent {
     /// A connection is up (again): time to refresh the retained messages.
     Connected,
     /// A message on the prompt topic.
-    Prompt(Publish),
+    Prompt(Box<Publish>),
 }
 
 /// The queue towards the broker and the connection's state, shared by the
@@ -268,7 +268,7 @@ impl Network {
                 }
                 Event::Incoming(Packet::PubAck(ack)) => self.progress(|outbox| outbox.acked(ack.pkid)),
                 Event::Incoming(Packet::Publish(publish)) => {
-                    if let Err(TrySendError::Full(_)) = self.events.try_send(LinkEvent::Prompt(publish)) {
+                    if let Err(TrySendError::Full(_)) = self.events.try_send(LinkEvent::Prompt(Box::new(publish))) {
                         warn!("mqtt: remote prompts arrive faster than they are queued; one was dropped");
                     }
                 }
@@ -387,12 +387,12 @@ fn describe(error: &ConnectionError, options: &MqttOptions) -> String {
         ConnectionError::Io(e) => format!("cannot reach the broker {host}:{port}: {e}"),
         ConnectionError::Tls(e) => format!("TLS with {host}:{port} failed: {e} (mqtt.ca_file, mqtt.client_cert)"),
         ConnectionError::Timeout(_) => format!("the broker {host}:{port} did not answer within {CONNECT_TIMEOUT_S} s"),
-        ConnectionError::MqttState(StateError::Io(e)) => format!("the connection to {host}:{port} broke: {e}"),
         ConnectionError::MqttState(StateError::ServerDisconnect { reason_code, reason_string }) => {
             format!("the broker {host}:{port} closed the connection: {reason_code:?} {}", reason_string.as_deref().unwrap_or(""))
                 .trim_end()
                 .to_string()
         }
+        ConnectionError::MqttState(e) => format!("the connection to {host}:{port} broke: {e}"),
         other => format!("the connection to {host}:{port} broke: {other}"),
     }
 }

@@ -118,7 +118,7 @@ impl Mqtt {
                 recv(objects_in) -> found => if let Ok(found) = found { adapter.objects(&found) },
                 recv(events_in) -> event => match event {
                     Ok(LinkEvent::Connected) => adapter.connected(),
-                    Ok(LinkEvent::Prompt(publish)) => adapter.prompt(publish, stopping_since.is_some()),
+                    Ok(LinkEvent::Prompt(publish)) => adapter.prompt(*publish, stopping_since.is_some()),
                     Err(_) => events_in = &no_events,
                 },
                 recv(replied) -> reply => if let Ok(reply) = reply { adapter.reply(reply) },

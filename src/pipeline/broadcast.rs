@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 /// The sending side, held by the pipeline.
 #[derive(Debug)]
@@ -74,10 +74,7 @@ impl<T: Clone> Broadcast<T> {
 impl<T> Subscription<T> {
     /// The next item, waiting up to `timeout`; `None` on timeout.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
-        match self.receiver.recv_timeout(timeout) {
-            Ok(item) => Some(item),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.receiver.recv_timeout(timeout).ok()
     }
 
     /// The channel itself, for `select!` with other inputs.
