@@ -402,8 +402,13 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     println!("wrong password: refused and still serving at {:.1} s", started.elapsed().as_secs_f64());
 
     // The right password, over TLS with the test CA; SIGHUP restarts with it.
+    // Everything snapshots too (a 2x2 grid, once: the frame does not change).
+    let objects_topic = format!("maskd/{DEVICE}/objects");
+    let objects = Subscriber::start(&broker, &[&objects_topic], &[]);
     let tls_block = format!(
-        "url = \"mqtts://localhost:{}\"\nca_file = \"ca.pem\"\npassword = \"{PASSWORD}\"\n[mqtt.publish]\nanswer_masks = true\nsnapshot_every_s = 1\nhome_assistant = true\n",
+        "url = \"mqtts://localhost:{}\"\nca_file = \"ca.pem\"\npassword = \"{PASSWORD}\"\n\
+         [mqtt.publish]\nanswer_masks = true\nsnapshot_every_s = 1\nhome_assistant = true\n\
+         [everything]\npoints_per_side = 2\n[everything.snapshots]\nevery_s = 1\ndir = \"snapshots\"\n",
         broker.tls
     );
     write_config(&dir, QUEUE_LIMIT, &tls_block);
@@ -425,7 +430,20 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     let fps = discovery.lines().find(|l| l.starts_with("homeassistant/sensor/maskd_board-1/fps/config ")).expect(&discovery);
     let fps = json(fps.split_once(' ').unwrap().1);
     assert_eq!((fps["state_topic"].as_str(), fps["availability_topic"].as_str()), (Some(status_topic.as_str()), Some(status_topic.as_str())));
-    println!("TLS, retained online status, discovery at {:.1} s", started.elapsed().as_secs_f64());
+    // The snapshot's objects: the records of its JSON file.
+    let (_, found) = objects.wait_messages(&objects_topic, 1, Duration::from_secs(60)).remove(0);
+    let found = json(&found);
+    let file = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("the snapshot's JSON file");
+    let records = json(&std::fs::read_to_string(file).unwrap());
+    assert_eq!((found["schema"].as_u64(), found["prompts"].as_u64()), (Some(1), Some(4)), "{found}");
+    assert!(!records.as_array().unwrap().is_empty());
+    assert_eq!(found["objects"], records, "the objects topic carries the snapshot's SAM records");
+    drop(objects);
+    println!("TLS, retained online status, discovery, objects at {:.1} s", started.elapsed().as_secs_f64());
 
     // Watchers: one for replies (its own topic for MQTT 5 response topics, and
     // the default reply topic), and a persistent session for answers.
