@@ -68,14 +68,28 @@ fn wait_for<T>(within: Duration, what: impl Fn() -> String, mut ready: impl FnMu
 /// A test CA and a certificate for localhost and 127.0.0.1 signed by it.
 fn make_certificates(dir: &Path) {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run_checked(Command::new("openssl").args(["req", "-x509"]).args(ec).args(["-days", "2", "-subj", "/CN=maskd test CA"]).args([
-        "-keyout", "ca.key", "-out", "ca.pem",
-    ]).current_dir(dir));
-    run_checked(Command::new("openssl").arg("req").args(ec).args(["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]).current_dir(dir));
+    run_checked(
+        Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-days", "2", "-subj", "/CN=maskd test CA"])
+            .args(["-keyout", "ca.key", "-out", "ca.pem"])
+            .current_dir(dir),
+    );
+    run_checked(
+        Command::new("openssl")
+            .arg("req")
+            .args(ec)
+            .args(["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"])
+            .current_dir(dir),
+    );
     std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run_checked(Command::new("openssl").args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"]).args([
-        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
-    ]).current_dir(dir));
+    run_checked(
+        Command::new("openssl")
+            .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"])
+            .args(["-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"])
+            .current_dir(dir),
+    );
 }
 
 /// Mosquitto with a plain and a TLS listener, passwords required, and
@@ -185,7 +199,11 @@ impl Subscriber {
     fn start(broker: &Broker, topics: &[&str], extra: &[&str]) -> Subscriber {
         // Line-buffered: the SUBACK and each message show as they come, not when the pipe's buffer fills.
         let mut command = Command::new("stdbuf");
-        command.args(["-oL", "mosquitto_sub"]).args(broker.auth()).args(["-V", "mqttv5", "-d", "-F", "MSG> %t [%D] %p"]).args(extra);
+        command
+            .args(["-oL", "mosquitto_sub"])
+            .args(broker.auth())
+            .args(["-V", "mqttv5", "-d", "-F", "MSG> %t [%D] %p"])
+            .args(extra);
         for topic in topics {
             command.args(["-t", topic]);
         }
@@ -201,9 +219,11 @@ impl Subscriber {
             });
         }
         let subscriber = Subscriber { child, lines };
-        wait_for(Duration::from_secs(10), || "mosquitto_sub got no SUBACK".into(), || {
-            subscriber.lines.lock().unwrap().iter().any(|l| l.contains("received SUBACK")).then_some(())
-        });
+        wait_for(
+            Duration::from_secs(10),
+            || "mosquitto_sub got no SUBACK".into(),
+            || subscriber.lines.lock().unwrap().iter().any(|l| l.contains("received SUBACK")).then_some(()),
+        );
         subscriber
     }
 
@@ -221,10 +241,14 @@ impl Subscriber {
 
     /// Waits for the `n`th message on `topic` (counting from 1).
     fn wait_messages(&self, topic: &str, n: usize, within: Duration) -> Vec<(String, String)> {
-        wait_for(within, || format!("fewer than {n} messages on {topic}: {:#?}", self.lines.lock().unwrap()), || {
-            let messages = self.messages(topic);
-            (messages.len() >= n).then_some(messages)
-        })
+        wait_for(
+            within,
+            || format!("fewer than {n} messages on {topic}: {:#?}", self.lines.lock().unwrap()),
+            || {
+                let messages = self.messages(topic);
+                (messages.len() >= n).then_some(messages)
+            },
+        )
     }
 }
 
@@ -396,7 +420,11 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     // Mosquitto refuses a wrong password as "not authorized" (MQTT 5 reason 0x87).
     let refused = daemon.wait_notified("user name or password", Duration::from_secs(60));
     assert!(refused.contains("mqtt.password"), "{refused}");
-    wait_for(Duration::from_secs(10), || daemon.log(), || daemon.log().contains("refused the connection: not authorized: a wrong user name or password").then_some(()));
+    wait_for(
+        Duration::from_secs(10),
+        || daemon.log(),
+        || daemon.log().contains("refused the connection: not authorized: a wrong user name or password").then_some(()),
+    );
     assert_eq!(daemon.serial_prompts(&["255,180".into()]).len(), 1, "the line answers");
     assert!(broker.status().is_none(), "no status from a refused board");
     println!("wrong password: refused and still serving at {:.1} s", started.elapsed().as_secs_f64());
@@ -413,9 +441,11 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     );
     write_config(&dir, QUEUE_LIMIT, &tls_block);
     daemon.signal("HUP");
-    let online = wait_for(Duration::from_secs(60), || format!("no online status\n{}", daemon.log()), || {
-        broker.status().filter(|s| s["state"] == "online")
-    });
+    let online = wait_for(
+        Duration::from_secs(60),
+        || format!("no online status\n{}", daemon.log()),
+        || broker.status().filter(|s| s["state"] == "online"),
+    );
     assert_eq!(online["schema"], 1);
     assert_eq!(online["device_id"], DEVICE);
     assert_eq!(online["mqtt"]["broker"], format!("mqtts://localhost:{}", broker.tls));
@@ -429,7 +459,10 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     let discovery = String::from_utf8_lossy(&discovery.stdout);
     let fps = discovery.lines().find(|l| l.starts_with("homeassistant/sensor/maskd_board-1/fps/config ")).expect(&discovery);
     let fps = json(fps.split_once(' ').unwrap().1);
-    assert_eq!((fps["state_topic"].as_str(), fps["availability_topic"].as_str()), (Some(status_topic.as_str()), Some(status_topic.as_str())));
+    assert_eq!(
+        (fps["state_topic"].as_str(), fps["availability_topic"].as_str()),
+        (Some(status_topic.as_str()), Some(status_topic.as_str()))
+    );
     // The snapshot's objects: the records of its JSON file.
     let (_, found) = objects.wait_messages(&objects_topic, 1, Duration::from_secs(60)).remove(0);
     let found = json(&found);
@@ -465,10 +498,31 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     let (serial_result, serial_mask) = serial_mask(&serial, width, height);
     let frame = serial_result["frame_id"].as_u64().unwrap();
     let prompt = format!(r#"{{"schema":1,"id":"same-1","points":[[255,180]],"frame":{frame}}}"#);
-    broker.publish(&["-V", "mqttv5", "-t", &prompt_topic, "-q", "1", "-D", "publish", "response-topic", "test/replies", "-D", "publish", "correlation-data", "ask-1", "-m", &prompt]);
+    broker.publish(&[
+        "-V",
+        "mqttv5",
+        "-t",
+        &prompt_topic,
+        "-q",
+        "1",
+        "-D",
+        "publish",
+        "response-topic",
+        "test/replies",
+        "-D",
+        "publish",
+        "correlation-data",
+        "ask-1",
+        "-m",
+        &prompt,
+    ]);
     let (correlation, reply) = replies.wait_messages("test/replies", 1, Duration::from_secs(30)).remove(0);
     let reply = json(&reply);
-    assert_eq!((correlation.as_str(), reply["id"].as_str(), reply["status"].as_str()), ("ask-1", Some("same-1"), Some("ok")), "{reply}");
+    assert_eq!(
+        (correlation.as_str(), reply["id"].as_str(), reply["status"].as_str()),
+        ("ask-1", Some("same-1"), Some("ok")),
+        "{reply}"
+    );
     assert_eq!(reply["frame_id"].as_u64(), Some(frame));
     assert_eq!(reply["mask"]["area"], serial_result["area"]);
     assert_eq!(reply["mask"]["predicted_iou"].as_f64().unwrap() as f32, serial_result["predicted_iou"].as_f64().unwrap() as f32);
@@ -506,8 +560,15 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
 
     // Every answer, whoever asked, is on the answers topic (with its RLE here).
     let all = answers.wait_messages(&answers_topic, 4, Duration::from_secs(30));
-    let asked: Vec<Vec<f64>> = all.iter().map(|(_, p)| json(p)["prompt"]["points"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()).collect();
-    assert_eq!(asked, [vec![255.0, 180.0, 1.0], vec![255.0, 180.0, 1.0], vec![120.0, 100.0, 1.0], vec![200.0, 150.0, 1.0]], "one answer per decoded prompt");
+    let asked: Vec<Vec<f64>> = all
+        .iter()
+        .map(|(_, p)| json(p)["prompt"]["points"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+        .collect();
+    assert_eq!(
+        asked,
+        [vec![255.0, 180.0, 1.0], vec![255.0, 180.0, 1.0], vec![120.0, 100.0, 1.0], vec![200.0, 150.0, 1.0]],
+        "one answer per decoded prompt"
+    );
     assert_eq!(rle_mask(&json(&all[0].1)["mask"]).iou(&serial_mask), 1.0);
 
     // The snapshot: a JPEG of the newest answer, retained.
@@ -531,16 +592,21 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     let reconnects = |s: &Value| s["mqtt"]["reconnects"].as_u64().unwrap_or(0);
     let within = QUEUE_LIMIT - 2; // the queue also holds a status and a snapshot
     let points = outage(&mut broker, 0, within);
-    let back = wait_for(Duration::from_secs(30), || format!("no reconnect\n{}", daemon.log()), || {
-        broker.status().filter(|s| s["state"] == "online" && reconnects(s) >= 1 && s["mqtt"]["queued"] == 0)
-    });
+    let back = wait_for(
+        Duration::from_secs(30),
+        || format!("no reconnect\n{}", daemon.log()),
+        || broker.status().filter(|s| s["state"] == "online" && reconnects(s) >= 1 && s["mqtt"]["queued"] == 0),
+    );
     assert_eq!(back["mqtt"]["dropped"]["answers"], 0, "{back}");
     let answers = Subscriber::start(&broker, &[&answers_topic], &watcher_args);
     let got = answers.wait_messages(&answers_topic, within, Duration::from_secs(30));
-    let got_points: Vec<String> = got.iter().map(|(_, p)| {
-        let point = &json(p)["prompt"]["points"][0];
-        format!("{},{}", point[0].as_f64().unwrap(), point[1].as_f64().unwrap())
-    }).collect();
+    let got_points: Vec<String> = got
+        .iter()
+        .map(|(_, p)| {
+            let point = &json(p)["prompt"]["points"][0];
+            format!("{},{}", point[0].as_f64().unwrap(), point[1].as_f64().unwrap())
+        })
+        .collect();
     assert_eq!(got_points, points, "every answer from the outage, in order");
     drop(answers);
     println!("outage within the limit: {within} answers delivered after the restart at {:.1} s", started.elapsed().as_secs_f64());
@@ -548,17 +614,22 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     // Beyond the limit: the oldest answers are dropped, counted in the status and logged.
     std::thread::sleep(Duration::from_millis(2500));
     let points = outage(&mut broker, within, QUEUE_LIMIT + BEYOND);
-    let back = wait_for(Duration::from_secs(30), || format!("no second reconnect\n{}", daemon.log()), || {
-        broker.status().filter(|s| reconnects(s) >= 2 && s["mqtt"]["queued"] == 0)
-    });
+    let back = wait_for(
+        Duration::from_secs(30),
+        || format!("no second reconnect\n{}", daemon.log()),
+        || broker.status().filter(|s| reconnects(s) >= 2 && s["mqtt"]["queued"] == 0),
+    );
     assert_eq!(back["mqtt"]["dropped"]["answers"], BEYOND, "{back}");
     assert!(daemon.log().contains("dropping Answers messages"), "{}", daemon.log());
     let answers = Subscriber::start(&broker, &[&answers_topic], &watcher_args);
     let got = answers.wait_messages(&answers_topic, QUEUE_LIMIT, Duration::from_secs(30));
-    let got_points: Vec<String> = got.iter().map(|(_, p)| {
-        let point = &json(p)["prompt"]["points"][0];
-        format!("{},{}", point[0].as_f64().unwrap(), point[1].as_f64().unwrap())
-    }).collect();
+    let got_points: Vec<String> = got
+        .iter()
+        .map(|(_, p)| {
+            let point = &json(p)["prompt"]["points"][0];
+            format!("{},{}", point[0].as_f64().unwrap(), point[1].as_f64().unwrap())
+        })
+        .collect();
     assert_eq!(got_points, points[BEYOND..], "the newest {QUEUE_LIMIT} answers kept");
     println!("outage beyond the limit: {BEYOND} answers dropped and counted at {:.1} s", started.elapsed().as_secs_f64());
 
@@ -566,7 +637,8 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     let mut daemon = daemon;
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
-    let offline = wait_for(Duration::from_secs(20), || "no Last Will".into(), || broker.status().filter(|s| s["state"] == "offline"));
+    let offline =
+        wait_for(Duration::from_secs(20), || "no Last Will".into(), || broker.status().filter(|s| s["state"] == "offline"));
     assert_eq!(offline, serde_json::json!({"schema": 1, "state": "offline", "device_id": DEVICE, "reason": "connection lost"}));
     println!("Last Will after SIGKILL at {:.1} s", started.elapsed().as_secs_f64());
     drop(broker);
@@ -578,7 +650,8 @@ fn a_daemon_that_stops_says_offline_itself() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("stop");
     let broker = Broker::start(&dir);
-    let config = write_config(&dir, QUEUE_LIMIT, &format!("url = \"mqtt://127.0.0.1:{}\"\npassword = \"{PASSWORD}\"\n", broker.plain));
+    let config =
+        write_config(&dir, QUEUE_LIMIT, &format!("url = \"mqtt://127.0.0.1:{}\"\npassword = \"{PASSWORD}\"\n", broker.plain));
     let mut daemon = Daemon::start(&config);
     wait_for(Duration::from_secs(60), || daemon.log(), || broker.status().filter(|s| s["state"] == "online"));
     daemon.signal("TERM");
@@ -607,7 +680,11 @@ fn mqtt_python() -> PathBuf {
     };
     if !ready(&python) {
         run_checked(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run_checked(Command::new(&python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(repo().join("tests/e2e/requirements-mqtt.txt")));
+        run_checked(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "-r"])
+                .arg(repo().join("tests/e2e/requirements-mqtt.txt")),
+        );
         assert!(ready(&python), "paho-mqtt or pyserial missing from {}", venv.display());
     }
     python
@@ -634,11 +711,15 @@ fn load_one_daemon_and_seven_stand_in_boards() {
     let answers_topic = format!("maskd/{DEVICE}/answers");
     let answers = Subscriber::start(&broker, &[&answers_topic], &[]);
     let prompt = r#"{"points":[[255,180]]}"#;
-    let (_, answer) = wait_for(Duration::from_secs(60), || daemon.log(), || {
-        broker.publish(&["-t", &format!("maskd/{DEVICE}/prompt"), "-q", "1", "-m", prompt]);
-        std::thread::sleep(Duration::from_millis(500));
-        answers.messages(&answers_topic).pop()
-    });
+    let (_, answer) = wait_for(
+        Duration::from_secs(60),
+        || daemon.log(),
+        || {
+            broker.publish(&["-t", &format!("maskd/{DEVICE}/prompt"), "-q", "1", "-m", prompt]);
+            std::thread::sleep(Duration::from_millis(500));
+            answers.messages(&answers_topic).pop()
+        },
+    );
     drop(answers);
     let answer_file = dir.join("answer.json");
     std::fs::write(&answer_file, &answer).unwrap();
@@ -646,7 +727,16 @@ fn load_one_daemon_and_seven_stand_in_boards() {
         .arg(repo().join("tests/e2e/mqtt_e2e.py"))
         .args(["load", "--port"])
         .arg(dir.join("tty"))
-        .args(["--broker", &format!("127.0.0.1:{}", broker.plain), "--user", WATCHER.0, "--password", WATCHER.1, "--device", DEVICE])
+        .args([
+            "--broker",
+            &format!("127.0.0.1:{}", broker.plain),
+            "--user",
+            WATCHER.0,
+            "--password",
+            WATCHER.1,
+            "--device",
+            DEVICE,
+        ])
         .arg("--answer")
         .arg(&answer_file)
         .args(["--prompts", "100", "--boards", "7"])

@@ -113,7 +113,12 @@ impl Link {
     /// The connection's and the queue's state, for the status payload.
     pub fn health(&self) -> (LinkHealth, QueueHealth) {
         let state = self.lock();
-        let queue = QueueHealth { queued: state.outbox.len(), queue_limit: state.outbox.limit(), dropped: state.outbox.drops() };
+        let queue = QueueHealth {
+            delivered: state.outbox.delivered(),
+            queued: state.outbox.len(),
+            queue_limit: state.outbox.limit(),
+            dropped: state.outbox.drops(),
+        };
         (state.health.clone(), queue)
     }
 
@@ -152,7 +157,8 @@ impl State {
                 correlation_data: message.correlation.map(Bytes::from),
                 ..PublishProperties::default()
             };
-            let sent = client.try_publish_with_properties(message.topic, qos(message.qos), message.retain, message.payload, properties);
+            let sent =
+                client.try_publish_with_properties(message.topic, qos(message.qos), message.retain, message.payload, properties);
             if let Err(e) = sent {
                 debug!("mqtt: the client took no more messages: {e}");
                 self.outbox.take_back();
@@ -373,7 +379,9 @@ fn describe(error: &ConnectionError, options: &MqttOptions) -> String {
         ConnectionError::ConnectionRefused(code) | ConnectionError::MqttState(StateError::ConnFail { reason: code }) => {
             let why = match code {
                 ConnectReturnCode::BadUserNamePassword => "bad user name or password (mqtt.username, mqtt.password)",
-                ConnectReturnCode::NotAuthorized => "not authorized: a wrong user name or password, or the broker's access rules (mqtt.username, mqtt.password)",
+                ConnectReturnCode::NotAuthorized => {
+                    "not authorized: a wrong user name or password, or the broker's access rules (mqtt.username, mqtt.password)"
+                }
                 ConnectReturnCode::ClientIdentifierNotValid => "the client id is not valid (mqtt.device_id)",
                 ConnectReturnCode::Banned => "this client is banned",
                 _ => "",

@@ -25,13 +25,9 @@ mod status;
 mod tls;
 mod topics;
 
-pub use discovery::{configs as discovery_configs, DiscoveryConfig};
-pub use outbox::{Drops, Message, Outbox, Stream};
-pub use payload::{AnswerRecord, ErrorCode, MaskRecord, Malformed, Outcome, PromptRequest, MAX_POINTS, SCHEMA};
-pub use requests::{RecentRequests, Seen, REQUESTS_KEPT};
+pub use outbox::Drops;
+pub use payload::{AnswerRecord, ErrorCode, Malformed, MaskRecord, Outcome, PromptRequest, MAX_POINTS, SCHEMA};
 pub use settings::{host_name, Broker, Credentials, MqttSettings, Publish, Qos, StreamQos, TlsSettings};
-pub use snapshot::jpeg;
-pub use status::Identity;
 pub use tls::client_config;
 pub use topics::Topics;
 
@@ -47,7 +43,10 @@ use rumqttc::v5::mqttbytes::v5::Publish as IncomingPublish;
 
 use crate::pipeline::{Answer, Job, Objects, Pipeline, Rejection, Reply};
 use link::{Link, LinkEvent};
+use outbox::{Message, Stream};
 use payload::{AnswerPayload, ObjectsPayload, ReplyPayload};
+use requests::{RecentRequests, Seen};
+use status::Identity;
 
 /// The content type of every JSON payload.
 pub const JSON: &str = "application/json";
@@ -137,7 +136,8 @@ impl Mqtt {
         if dropped > 0 {
             warn!("mqtt: {dropped} answers or object sets came faster than they could be queued, and were not published");
         }
-        adapter.publish(adapter.message(Stream::Status, &self.settings.topics.status, status::stopped(&self.identity), JSON), false);
+        adapter
+            .publish(adapter.message(Stream::Status, &self.settings.topics.status, status::stopped(&self.identity), JSON), false);
         if !self.link.flush(DRAIN_QUEUE) {
             warn!("mqtt: {} messages were not delivered before stopping", self.link.health().1.queued);
         }
@@ -344,7 +344,10 @@ impl<'a> Adapter<'a> {
             None => default,
             Some(topic) if valid_topic(&topic) => ReplyTarget { topic, ..default },
             Some(topic) => {
-                let outcome = Outcome::error(ErrorCode::Malformed, format!("the response topic {topic:?} is not a topic one can publish to"));
+                let outcome = Outcome::error(
+                    ErrorCode::Malformed,
+                    format!("the response topic {topic:?} is not a topic one can publish to"),
+                );
                 return self.send_reply(&default, None, &outcome);
             }
         };

@@ -326,8 +326,9 @@ mod tests {
 
     #[test]
     fn a_prompt_reads_points_a_box_a_frame_and_what_to_return() {
-        let request = parse(r#"{"schema":1,"id":"a1","points":[[255,180],[10.5,20,0]],"box":[1,2,300,200],"frame":12,"mask":"none"}"#)
-            .unwrap();
+        let request =
+            parse(r#"{"schema":1,"id":"a1","points":[[255,180],[10.5,20,0]],"box":[1,2,300,200],"frame":12,"mask":"none"}"#)
+                .unwrap();
         assert_eq!(request.id.as_deref(), Some("a1"));
         assert_eq!(request.prompt.points, [Point::foreground(255.0, 180.0), Point::background(10.5, 20.0)]);
         assert_eq!(request.prompt.bbox, Some(BoxPrompt { x0: 1.0, y0: 2.0, x1: 300.0, y1: 200.0 }));
@@ -365,7 +366,10 @@ mod tests {
     fn replies_carry_the_schema_the_id_and_the_status() {
         let outcome = Outcome::rejected(&Rejection::Busy);
         let text = serde_json::to_string(&ReplyPayload { schema: SCHEMA, id: Some("a1"), outcome: &outcome }).unwrap();
-        assert_eq!(text, r#"{"schema":1,"id":"a1","status":"error","error":{"code":"busy","message":"the prompt queue is full"}}"#);
+        assert_eq!(
+            text,
+            r#"{"schema":1,"id":"a1","status":"error","error":{"code":"busy","message":"the prompt queue is full"}}"#
+        );
     }
 
     #[test]

@@ -19,10 +19,8 @@ const QUALITY: i32 = 80;
 /// The encoder failed.
 pub fn answer_jpeg(answer: &Answer) -> Result<Vec<u8>> {
     let mut canvas = Canvas::new((*answer.frame.image).clone());
-    let caption = format!(
-        "frame {}  IoU {:.2}  stability {:.2}",
-        answer.frame.id, answer.mask.predicted_iou, answer.mask.stability
-    );
+    let caption =
+        format!("frame {}  IoU {:.2}  stability {:.2}", answer.frame.id, answer.mask.predicted_iou, answer.mask.stability);
     Overlay { mask: &answer.mask.mask, prompt: &answer.prompt, caption: &caption }.render(&mut canvas);
     jpeg(canvas.image())
 }
@@ -33,7 +31,8 @@ pub fn answer_jpeg(answer: &Answer) -> Result<Vec<u8>> {
 /// The encoder failed.
 pub fn jpeg(image: &RgbImage) -> Result<Vec<u8>> {
     let (width, height) = (image.width() as usize, image.height() as usize);
-    let pixels = turbojpeg::Image { pixels: image.as_raw().as_slice(), width, pitch: 3 * width, height, format: PixelFormat::RGB };
+    let pixels =
+        turbojpeg::Image { pixels: image.as_raw().as_slice(), width, pitch: 3 * width, height, format: PixelFormat::RGB };
     let jpeg = turbojpeg::compress(pixels, QUALITY, Subsamp::Sub2x2).context("encoding the snapshot JPEG")?;
     Ok(jpeg.to_vec())
 }

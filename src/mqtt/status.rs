@@ -31,6 +31,8 @@ pub struct LinkHealth {
 /// The queue towards the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct QueueHealth {
+    /// Messages the broker has (acknowledged, or written at QoS 0) since start.
+    pub delivered: u64,
     pub queued: usize,
     pub queue_limit: usize,
     pub dropped: Drops,
@@ -178,7 +180,7 @@ mod tests {
             encoder_errors: 0,
         };
         let link = LinkHealth { broker: "mqtt://b:1883".into(), reconnects: 2, last_error: Some("I/O".into()) };
-        let queue = QueueHealth { queued: 1, queue_limit: 64, dropped: Drops { answers: 5, ..Drops::default() } };
+        let queue = QueueHealth { delivered: 9, queued: 1, queue_limit: 64, dropped: Drops { answers: 5, ..Drops::default() } };
         let status: serde_json::Value = serde_json::from_slice(&online(&identity, &pipeline, &link, queue)).unwrap();
         assert_eq!(status["state"], "online");
         assert_eq!((status["camera"].as_str(), status["encoder"]["state"].as_str()), (Some("streaming"), Some("local")));

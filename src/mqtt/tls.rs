@@ -45,7 +45,9 @@ pub fn client_config(tls: &TlsSettings) -> Result<Arc<ClientConfig>> {
             let chain = certificates(cert).context("mqtt.client_cert")?;
             let key = PrivateKeyDer::from_pem_file(key)
                 .with_context(|| format!("mqtt.client_key {}: no PEM private key", key.display()))?;
-            builder.with_client_auth_cert(chain, key).context("mqtt.client_cert and mqtt.client_key do not make a client identity")?
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("mqtt.client_cert and mqtt.client_key do not make a client identity")?
         }
     };
     Ok(Arc::new(config))

@@ -63,7 +63,9 @@ mod tests {
 
     #[test]
     fn wildcards_and_empty_levels_are_refused() {
-        for (prefix, device) in [("maskd/#", "a"), ("maskd", "a+b"), ("", "a"), ("maskd//x", "a"), ("maskd", "a/b"), ("maskd", "")] {
+        for (prefix, device) in
+            [("maskd/#", "a"), ("maskd", "a+b"), ("", "a"), ("maskd//x", "a"), ("maskd", "a/b"), ("maskd", "")]
+        {
             assert!(Topics::new(prefix, device).is_err(), "{prefix:?} {device:?}");
         }
         let err = Topics::new("maskd", "a/b").unwrap_err().to_string();
