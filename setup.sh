@@ -19,11 +19,12 @@
 #                                         the MQTT broker and its command-line
 #                                         clients (tests start their own
 #                                         broker on a loopback port)
+#                          openssl        makes the MQTT tests' TLS certificates
 #
 # Debian packages go through apt-get, with sudo when not run as root.
 set -euo pipefail
 
-usage() { sed -n '2,23p' "$0" | cut -c3-; }
+usage() { sed -n '2,/^set -e/p' "$0" | sed '$d' | cut -c3-; }
 level=build
 case "${1:-}" in
     "") ;;
@@ -42,7 +43,7 @@ if [[ $level != build ]]; then
     packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 fi
 if [[ $level == tests ]]; then
-    packages+=(mosquitto mosquitto-clients)
+    packages+=(mosquitto mosquitto-clients openssl)
 fi
 
 missing=()
