@@ -84,8 +84,8 @@ fn text_report_names_scores_bbox_area_and_timings() {
     for field in ["encode", "decode", "predicted IoU", "stability", "area", "bbox", "best of 3 multimask"] {
         assert!(text.contains(field), "{field:?} not in:\n{text}");
     }
-    // The int8-weight model is the default.
-    assert!(text.contains("mobile_sam (int8)"), "{text}");
+    // The float32 model is the default.
+    assert!(text.contains("mobile_sam (f32)"), "{text}");
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn broken_model_files_are_named_whichever_part_loads_them() {
     // reach the user, with the file and the part that failed.
     for (file, part) in [
         ("decoder_points.onnx", "the mask decoder's per-prompt part"),
-        ("encoder.int8.onnx", "the image encoder"),
+        ("encoder.onnx", "the image encoder"),
     ] {
         let dir = model_with_broken_file(file);
         let out = Command::new(env!("CARGO_BIN_EXE_maskd"))

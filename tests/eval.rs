@@ -59,7 +59,7 @@ fn eval_writes_csv_and_json_and_reaches_high_iou() {
     assert!(stdout.contains("COCO_MVal (coco-mval, 4 images") && stdout.contains("NoC@90"), "{stdout}");
 
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("COCO_MVal.int8.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("COCO_MVal.f32.json")).unwrap()).unwrap();
     assert_eq!(summary["n"], 4);
     assert_eq!(summary["format"], "coco-mval");
     assert_eq!(summary["runtime"], "maskd");
@@ -71,7 +71,7 @@ fn eval_writes_csv_and_json_and_reaches_high_iou() {
     assert!(summary["miou5"].as_f64().unwrap() >= 0.85, "{summary}");
     assert!(summary["encode_ms"].as_f64().unwrap() > 0.0 && summary["decode_ms"].as_f64().unwrap() > 0.0);
 
-    let mut csv = csv::Reader::from_path(out.join("COCO_MVal.int8.csv")).unwrap();
+    let mut csv = csv::Reader::from_path(out.join("COCO_MVal.f32.csv")).unwrap();
     let header = csv.headers().unwrap().clone();
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
     let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();

@@ -98,8 +98,8 @@ mod tests {
 /// Which model a command loads: `--model DIR`, `--precision` and `--compute`.
 #[derive(Debug, clap::Args)]
 pub struct ModelArgs {
-    /// Weights to load: int8 (int8 weights, float32 compute; within the quality
-    /// gate of f32, docs/EVAL.md) or f32 (the reference export).
+    /// Weights to load: f32 (the reference export) or int8 (int8 weights,
+    /// float32 compute: half the encoder's file size, docs/EVAL.md).
     #[arg(long, default_value_t = Precision::default(), value_parser = precision_parser())]
     precision: Precision,
     /// What the encoder computes in: f32, or f16 for aarch64 cores with FP16

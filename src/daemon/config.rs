@@ -484,7 +484,7 @@ paths = ["images"]
     #[test]
     fn a_minimal_config_gets_defaults() {
         let config = Config::parse(MINIMAL).unwrap();
-        assert_eq!(config.model.precision, Precision::Int8);
+        assert_eq!(config.model.precision, Precision::F32);
         assert_eq!(config.model.threads, 1);
         assert_eq!(config.model.compute, Compute::F32);
         assert_eq!(config.pipeline, PipelineConfig { embeddings_kept: 4, queue_capacity: 4 });

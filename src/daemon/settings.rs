@@ -400,7 +400,7 @@ paths = ["images"]
         let settings = parse(MINIMAL).unwrap();
         assert_eq!(
             settings.model,
-            ModelSettings { dir: "models/mobile_sam".into(), precision: Precision::Int8, compute: Compute::F32, threads: 1 }
+            ModelSettings { dir: "models/mobile_sam".into(), precision: Precision::F32, compute: Compute::F32, threads: 1 }
         );
         assert_eq!(settings.pipeline.capture.backoff_max, Duration::from_secs(8));
         assert_eq!((settings.line, settings.display, settings.log_level), (None, None, LevelFilter::Info));
