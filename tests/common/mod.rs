@@ -97,6 +97,9 @@ pub fn client_python() -> PathBuf {
                 .status()
                 .is_ok_and(|s| s.success())
     };
+    // Tests run in parallel: one makes the venv while the others wait.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !has_pyserial(&python) {
         run_checked(Command::new("python3").arg("-m").arg("venv").arg(&venv));
         run_checked(Command::new(&python)
