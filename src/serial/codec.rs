@@ -223,7 +223,7 @@ fn parse(encoded: &[u8]) -> Result<Frame, FrameError> {
 mod tests {
     use super::*;
     use crate::serial::message::Hello;
-    use crate::serial::proptest::sample_messages;
+    use crate::serial::samples::sample_messages;
 
     fn frame(request_id: u32, message: Message) -> Frame {
         Frame {

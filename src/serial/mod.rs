@@ -7,6 +7,7 @@ mod geometry;
 mod link;
 mod message;
 mod port;
+mod samples;
 mod server;
 #[cfg(test)]
 mod proptest;
@@ -17,4 +18,5 @@ pub use geometry::{shape, Shape, TooLarge, WireMask};
 pub use link::{Link, LinkError};
 pub use message::*;
 pub use port::{open_port, READ_TIMEOUT};
+pub use samples::{sample_messages, SAMPLE_RESULT};
 pub use server::{serve, ServerSettings, ANSWERS_KEPT, DRAIN_READ};
