@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import enum
 import json
+import random
 import struct
 import sys
 import time
@@ -603,7 +604,9 @@ class Client:
         self.port, self.timeout, self.retries = port, timeout, retries
         self.decoder = Decoder()
         self.seq = 0
-        self.next_id = int(time.time()) & 0xFFFF or 1
+        # Random, so that a new client's ids do not repeat a previous one's
+        # that the daemon still keeps for duplicates (section 6).
+        self.next_id = random.randrange(1, 1 << 31)
         self.last_status: Status | None = None
         port.write(b"\x00")  # cut off whatever the daemon holds (section 1)
 
@@ -644,7 +647,7 @@ class Client:
     def _collect(self, request_id: int, deadline: float) -> list[Frame] | None:
         frames: list[Frame] = []
         while time.monotonic() < deadline:
-            for item in self.decoder.feed(self.port.read(256) or b""):
+            for item in self.decoder.feed(self._read()):
                 if isinstance(item, FrameError):
                     continue
                 if isinstance(item.message, Status) and item.request_id == 0:
@@ -656,6 +659,12 @@ class Client:
                     return frames
                 deadline = time.monotonic() + self.timeout
         return None
+
+    def _read(self) -> bytes:
+        # What has arrived, else wait for one byte: a read of a fixed size
+        # would wait out the port's timeout after a short answer.
+        waiting = getattr(self.port, "in_waiting", None)
+        return self.port.read(max(1, waiting) if waiting is not None else 256) or b""
 
     def hello(self, name: str = "maskd_client.py") -> Capabilities:
         caps = self.request(Hello(name))[0].message

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import socket
 import statistics
 import sys
@@ -37,16 +36,8 @@ def parse_point(text: str) -> Point:
 
 
 def open_client(port: str) -> Client:
-    """A serial client whose request ids cannot repeat another run's: the
-    daemon answers a repeated id from its cache (docs/PROTOCOL.md, section 6),
-    and maskd_client.py starts its ids from the clock's seconds."""
-    client = Client.open(port, timeout=30.0)
-    client.next_id = random.randint(1, 0x7FFFFFFF)
-    # maskd_client.py reads 256 bytes at a time with its port's 0.1 s timeout,
-    # so a short answer waits out the timeout: for round-trip figures, reads
-    # give up after 2 ms (its answer deadline is its own 30 s timeout).
-    client.port.timeout = 0.002
-    return client
+    """A serial client that waits up to 30 s for an answer."""
+    return Client.open(port, timeout=30.0)
 
 
 def segment_when_embedded(client, point: Point, within: float = 120.0):
