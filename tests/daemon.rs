@@ -388,3 +388,99 @@ fn thread_arenas(pid: u32) -> usize {
         })
         .count()
 }
+
+/// Reads frames from `link` for `within`, handing each to `seen`; dropped
+/// frames (a frame the daemon cut short when the line was full) are skipped.
+fn read_for<T: std::io::Read + std::io::Write>(
+    link: &mut maskd::serial::Link<T>,
+    within: Duration,
+    mut seen: impl FnMut(maskd::serial::Frame) -> bool,
+) -> bool {
+    use maskd::serial::LinkError;
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        match link.recv() {
+            Ok(frame) => {
+                if seen(frame) {
+                    return true;
+                }
+            }
+            Err(LinkError::Frame(_)) => {}
+            Err(LinkError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("reading the pty: {e}"),
+        }
+    }
+    false
+}
+
+#[test]
+fn a_line_nobody_reads_fills_up_and_is_served_again_once_drained() {
+    use maskd::serial::{EverythingRequest, FrameSelector, Hello, Label, Link, MaskEncoding, Message, Output, Point, SegmentRequest};
+    let dir = scratch("stall");
+    std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
+    let config = config(&dir, false);
+    let text = std::fs::read_to_string(&config).unwrap().replace("heartbeat_ms = 1000", "heartbeat_ms = 100");
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(&config);
+    let tty = dir.join("tty");
+    let mut link = Link::new(maskd::serial::open_port(tty.to_str().unwrap(), 115_200).unwrap());
+    link.resync().unwrap();
+    let prompt = SegmentRequest {
+        points: vec![Point { x: 255, y: 180, label: Label::Foreground }],
+        box_prompt: None,
+        frame: FrameSelector::Latest,
+        output: Output { mask: MaskEncoding::None, downscale: 1 },
+    };
+    let mut request_id = 1;
+    wait_for(
+        Duration::from_secs(180),
+        || {
+            request_id += 1;
+            link.send(request_id, Message::SegmentRequest(prompt.clone()), false).unwrap();
+            read_for(&mut link, Duration::from_secs(10), |f| f.request_id == request_id && matches!(f.message, Message::SegmentResult(_)))
+        },
+        || format!("no frame embedded\n{}", log_of(&config)),
+    );
+
+    // Ask for long answers (every object's full-resolution mask) and read
+    // nothing, until the pseudo-terminal's buffer is full and writes time out.
+    let masks = Output { mask: MaskEncoding::Rle, downscale: 1 };
+    wait_for(
+        Duration::from_secs(120),
+        || {
+            request_id += 1;
+            let job = EverythingRequest { frame: FrameSelector::Latest, points_per_side: 4, max_objects: 0, output: masks };
+            link.send(request_id, Message::EverythingRequest(job), false).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            log_of(&config).contains("the line takes no bytes")
+        },
+        || format!("the line never filled up\n{}", log_of(&config)),
+    );
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon died");
+
+    // A reader comes back: it drains what was kept, then is answered at once.
+    read_for(&mut link, Duration::from_secs(2), |_| false);
+    wait_for(Duration::from_secs(5), || log_of(&config).contains("the line drains again"), || log_of(&config));
+    link.send(9001, Message::Hello(Hello { client: "after the stall".into() }), false).unwrap();
+    let answered = read_for(&mut link, Duration::from_secs(2), |f| f.request_id == 9001 && matches!(f.message, Message::Capabilities(_)));
+    assert!(answered, "no Capabilities after the line drained\n{}", log_of(&config));
+    link.send(9002, Message::SegmentRequest(prompt), false).unwrap();
+    let answered = read_for(&mut link, Duration::from_secs(60), |f| f.request_id == 9002 && matches!(f.message, Message::SegmentResult(_)));
+    assert!(answered, "no SegmentResult after the line drained\n{}", log_of(&config));
+
+    // Heartbeats are back on their period: no gap of 3 periods (a dead line, by the spec).
+    let mut beats = Vec::new();
+    read_for(&mut link, Duration::from_secs(3), |f| {
+        if f.request_id == 0 && matches!(f.message, Message::Status(_)) {
+            beats.push(Instant::now());
+        }
+        false
+    });
+    let mut gaps: Vec<Duration> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    println!("heartbeats after the stall: {} in 3 s, gap p50 {:?}, max {:?}", beats.len(), gaps.get(gaps.len() / 2), gaps.last());
+    assert!(beats.len() >= 20 && gaps.last().is_some_and(|g| *g < Duration::from_millis(300)), "heartbeat gaps {gaps:?}");
+    daemon.signal("TERM");
+    assert!(daemon.wait(Duration::from_secs(60)).success(), "{}", log_of(&config));
+    std::fs::remove_dir_all(dir).unwrap();
+}

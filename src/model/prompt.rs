@@ -71,7 +71,7 @@ pub enum PromptError {
     Empty,
     #[error("{what} is not a finite number ({value})")]
     NotFinite { what: String, value: f32 },
-    #[error("point ({x}, {y}) lies outside the {width}x{height} image")]
+    #[error("point ({x}, {y}) lies outside the {width}x{height} image (x 0-{}, y 0-{})", width.saturating_sub(1), height.saturating_sub(1))]
     PointOutside { x: f32, y: f32, width: u32, height: u32 },
     #[error("box ({x0}, {y0}, {x1}, {y1}) needs x0 < x1 and y0 < y1")]
     BoxInverted { x0: f32, y0: f32, x1: f32, y1: f32 },
@@ -86,8 +86,9 @@ impl Prompt {
         Prompt { points, ..Prompt::default() }
     }
 
-    /// Checks the points and box against an image of `size` (coordinates may
-    /// touch the far edges: a box may end at `width`).
+    /// Checks the points and box against an image of `size`. A point names a
+    /// pixel, so it lies in 0..=width-1 (pixel centres at whole numbers); a
+    /// box's corners may touch the far edges: it may end at `width`.
     ///
     /// # Errors
     /// The first problem found, naming the offending value.
@@ -99,7 +100,7 @@ impl Prompt {
         for (i, p) in self.points.iter().enumerate() {
             finite(&format!("point {} x", i + 1), p.x)?;
             finite(&format!("point {} y", i + 1), p.y)?;
-            if !(0.0..=w).contains(&p.x) || !(0.0..=h).contains(&p.y) {
+            if !(0.0..=w - 1.0).contains(&p.x) || !(0.0..=h - 1.0).contains(&p.y) {
                 return Err(PromptError::PointOutside {
                     x: p.x,
                     y: p.y,
@@ -210,11 +211,13 @@ mod tests {
     }
 
     #[test]
-    fn points_on_the_far_edges_are_inside_and_beyond_are_outside() {
-        let ok = Prompt::from_points(vec![Point::foreground(640.0, 480.0), Point::background(0.0, 0.0)]);
+    fn points_on_the_last_pixels_are_inside_and_beyond_are_outside() {
+        let ok = Prompt::from_points(vec![Point::foreground(639.0, 479.0), Point::background(0.0, 0.0)]);
         assert_eq!(ok.validate(SIZE), Ok(()));
-        let err = Prompt::from_points(vec![Point::foreground(641.0, 10.0)]).validate(SIZE);
-        assert!(matches!(err, Err(PromptError::PointOutside { x, .. }) if x == 641.0));
+        for (x, y) in [(640.0, 10.0), (10.0, 480.0), (639.5, 10.0)] {
+            let err = Prompt::from_points(vec![Point::foreground(x, y)]).validate(SIZE);
+            assert!(matches!(err, Err(PromptError::PointOutside { x: ex, y: ey, .. }) if (ex, ey) == (x, y)), "{x}, {y}");
+        }
         let err = Prompt::from_points(vec![Point::foreground(10.0, -0.5)]).validate(SIZE);
         assert!(matches!(err, Err(PromptError::PointOutside { .. })));
     }

@@ -29,6 +29,9 @@ pub struct Link<T> {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    /// The last write failed part-way: the next frame starts with a
+    /// delimiter, so that the peer drops the cut one alone.
+    torn: bool,
 }
 
 /// Bytes asked of the stream per read.
@@ -43,14 +46,13 @@ impl<T: Read + Write> Link<T> {
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
             start: 0,
             end: 0,
+            torn: false,
         }
     }
 
     /// Sends a lone delimiter, so that the peer drops whatever partial frame it holds.
     pub fn resync(&mut self) -> Result<(), LinkError> {
-        self.io.write_all(&[DELIMITER])?;
-        self.io.flush()?;
-        Ok(())
+        self.write(&[DELIMITER])
     }
 
     /// Sends one frame; `more` says that further frames of the same answer follow.
@@ -63,9 +65,16 @@ impl<T: Read + Write> Link<T> {
         };
         let bytes = encode(&frame)?;
         self.seq = self.seq.wrapping_add(1);
-        self.io.write_all(&bytes)?;
-        self.io.flush()?;
-        Ok(())
+        if self.torn {
+            self.resync()?;
+        }
+        self.write(&bytes)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        let written = self.io.write_all(bytes).and_then(|()| self.io.flush());
+        self.torn = written.is_err();
+        Ok(written?)
     }
 
     /// Sends the frames of one answer, flagging all but the last with `more`.
@@ -130,7 +139,7 @@ mod tests {
 
     use super::*;
     use crate::serial::message::{ErrorCode, ErrorReply, Hello};
-    use crate::serial::proptest::sample_messages;
+    use crate::serial::samples::sample_messages;
 
     /// Reads from a fixed input, records what is written.
     struct Duplex {
@@ -154,6 +163,46 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Takes `room` bytes, then times out as a line nobody reads does.
+    struct Choked {
+        room: usize,
+        output: Vec<u8>,
+    }
+
+    impl Read for Choked {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    impl Write for Choked {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.room -= n;
+            self.output.write(&buf[..n])
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_frame_cut_by_a_timeout_is_dropped_alone_by_the_peer() {
+        let mut writer = Link::new(Choked { room: 5, output: Vec::new() });
+        let cut = writer.send(1, Message::Hello(Hello { client: "cut short".into() }), false);
+        assert!(matches!(cut, Err(LinkError::Io(e)) if e.kind() == io::ErrorKind::TimedOut));
+        writer.io.room = usize::MAX;
+        writer.send(2, Message::GetStatus, false).expect("written once the line drains");
+        let mut reader = Link::new(Duplex { input: Cursor::new(writer.into_inner().output), output: Vec::new() });
+        assert!(matches!(reader.recv(), Err(LinkError::Frame(_))), "the cut frame is dropped");
+        let frame = reader.recv().expect("the next frame");
+        assert_eq!((frame.request_id, frame.message), (2, Message::GetStatus));
     }
 
     /// pty pairs are not thread-safe to create (ptsname): one test at a time.

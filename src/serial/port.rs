@@ -5,7 +5,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serialport::{DataBits, FlowControl, Parity, SerialPort, StopBits};
 
-/// How long a read waits for bytes: short, so the caller can send heartbeats between reads.
+/// How long a read waits for bytes (short, so that a reader notices a stop)
+/// and a write for room (a line nobody reads then drops what it cannot write).
 pub const READ_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Opens `path` at `baud`, 8N1, no flow control (docs/PROTOCOL.md, section 1).

@@ -4,6 +4,12 @@
 //! A reader thread owns the receiving half of the port and a writer thread
 //! the sending half, so that a long answer never delays reading and a
 //! heartbeat never waits for a request.
+//!
+//! A line nobody reads fills up: a write that times out (the port's
+//! [`READ_TIMEOUT`](super::port::READ_TIMEOUT) applies to writes too) drops
+//! what it was writing, the writer goes on, and the line recovers by itself
+//! once a reader drains it. Answers stay kept for duplicates, so a client
+//! that resends a request gets the answer it missed.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -13,8 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use crossbeam_channel::{never, select, unbounded, Receiver, Sender};
-use log::{debug, info};
+use crossbeam_channel::{never, select, tick, unbounded, Receiver, Sender};
+use log::{debug, info, warn};
 
 use super::chunk::answer_messages;
 use super::codec::MAX_FRAME;
@@ -33,6 +39,8 @@ pub const DRAIN_READ: Duration = Duration::from_secs(1);
 const MAX_DOWNSCALE: u8 = 64;
 /// Largest grid an EverythingRequest may ask for: 4096 prompts.
 const MAX_POINTS_PER_SIDE: u8 = 64;
+/// Longest client name a Hello may carry, in bytes.
+const MAX_CLIENT_NAME: usize = 64;
 
 /// What the daemon announces and enforces on the line.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,15 +75,21 @@ where
     W: Read + Write + Send,
 {
     reading_done.store(false, Ordering::SeqCst);
+    let writer_failed = AtomicBool::new(false);
     let state = Mutex::new(State::default());
     let (outgoing, to_write) = unbounded::<(u32, Vec<Message>)>();
     let (replies, answered) = unbounded::<Reply>();
     let (objects_replies, objects_answered) = unbounded::<EverythingReply>();
     let answered = Answered { segments: answered, objects: objects_answered };
     std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write_loop(Link::new(writer), &to_write, &answered, pipeline, settings, &state));
+        let writer = scope.spawn(|| {
+            let written = write_loop(Link::new(writer), &to_write, &answered, pipeline, settings, &state);
+            // The reader stops too, so that the line is reopened.
+            writer_failed.store(written.is_err(), Ordering::SeqCst);
+            written
+        });
         let to_pipeline = ToPipeline { segments: replies, objects: objects_replies };
-        let read = read_loop(Link::new(reader), &outgoing, &to_pipeline, pipeline, settings, &state, stop);
+        let read = read_loop(Link::new(reader), &outgoing, &to_pipeline, pipeline, settings, &state, stop, &writer_failed);
         reading_done.store(true, Ordering::SeqCst);
         drop(outgoing);
         drop(to_pipeline);
@@ -172,10 +186,14 @@ fn read_loop<R: Read + Write>(
     settings: &ServerSettings,
     state: &Mutex<State>,
     stop: &AtomicBool,
+    writer_failed: &AtomicBool,
 ) -> Result<()> {
     let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
     let mut stopping_since = None;
     loop {
+        if writer_failed.load(Ordering::Relaxed) {
+            break;
+        }
         if stop.load(Ordering::Relaxed) {
             let since = *stopping_since.get_or_insert_with(Instant::now);
             if since.elapsed() > DRAIN_READ {
@@ -204,6 +222,10 @@ fn read_loop<R: Read + Write>(
         };
         let id = frame.request_id;
         let answer = match frame.message {
+            Message::Hello(hello) if hello.client.len() > MAX_CLIENT_NAME => error(
+                ErrorCode::MalformedBody,
+                format!("the Hello's client name is {} bytes, at most {MAX_CLIENT_NAME}", hello.client.len()),
+            ),
             Message::Hello(hello) => {
                 info!("serial: hello from {:?}", hello.client);
                 vec![Message::Capabilities(capabilities(pipeline, settings))]
@@ -376,6 +398,10 @@ fn write_loop<W: Read + Write>(
     state: &Mutex<State>,
 ) -> Result<()> {
     let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
+    // A tick channel holds one tick: a heartbeat due while an answer is being
+    // written goes out right after it, and missed ones are not queued up.
+    let heartbeats = tick(settings.heartbeat);
+    let mut stall = Stall::default();
     let (no_messages, no_replies, no_objects) = (never(), never(), never());
     let (mut reader_gone, mut segments_done, mut objects_done) = (false, false, false);
     // `to_write` closes when the reader stops; the reply channels once every
@@ -409,11 +435,71 @@ fn write_loop<W: Read + Write>(
                 },
                 Err(_) => { objects_done = true; continue }
             },
-            default(settings.heartbeat) => (0, vec![Message::Status(status(pipeline, lock().drops))]),
+            recv(heartbeats) -> _ => {
+                let heartbeat = vec![Message::Status(status(pipeline, lock().drops))];
+                match link.send_answer(0, heartbeat) {
+                    Ok(()) => stall.written(),
+                    Err(e) => stall.dropped(e, Dropped::Heartbeat)?,
+                }
+                continue;
+            }
         };
-        link.send_answer(request_id, messages).context("writing to the serial line")?;
+        match link.send_answer(request_id, messages) {
+            Ok(()) => stall.written(),
+            Err(e) => stall.dropped(e, Dropped::Answer(request_id))?,
+        }
     }
     Ok(())
+}
+
+/// What a write that timed out dropped.
+#[derive(Debug, Clone, Copy)]
+enum Dropped {
+    Heartbeat,
+    Answer(u32),
+}
+
+/// A line that takes no bytes: since when, and what was dropped meanwhile.
+#[derive(Debug, Default)]
+struct Stall {
+    since: Option<Instant>,
+    answers: u32,
+    heartbeats: u32,
+}
+
+impl Stall {
+    /// A write timed out: drops what it was writing. Any other error is
+    /// the line's failure, returned.
+    fn dropped(&mut self, error: LinkError, what: Dropped) -> Result<()> {
+        match &error {
+            LinkError::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
+            _ => return Err(error).context("writing to the serial line"),
+        }
+        if self.since.is_none() {
+            warn!("serial: the line takes no bytes (is anybody reading it?): dropping what cannot be written until it drains");
+            self.since = Some(Instant::now());
+        }
+        match what {
+            Dropped::Heartbeat => self.heartbeats += 1,
+            Dropped::Answer(request_id) => {
+                self.answers += 1;
+                debug!("serial: dropped the answer to request {request_id}; a resent request gets it");
+            }
+        }
+        Ok(())
+    }
+
+    fn written(&mut self) {
+        if let Some(since) = self.since.take() {
+            info!(
+                "serial: the line drains again after {:.1} s; {} answers and {} heartbeats were dropped meanwhile",
+                since.elapsed().as_secs_f32(),
+                self.answers,
+                self.heartbeats
+            );
+            (self.answers, self.heartbeats) = (0, 0);
+        }
+    }
 }
 
 /// The request a pipeline reply with `tag` answers, and its messages
@@ -505,7 +591,8 @@ fn mask_result(mask: &Mask, (predicted_iou, stability): (f32, f32), timing: Timi
         return Ok(vec![Message::SegmentResult(result)]);
     };
     result.status = ResultStatus::Ok;
-    result.predicted_iou = predicted_iou;
+    // The model's estimate can exceed 1 slightly; the protocol says 0-1.
+    result.predicted_iou = predicted_iou.clamp(0.0, 1.0);
     result.stability_score = stability;
     result.area = geometry.area;
     result.bbox = geometry.bbox;
@@ -559,5 +646,109 @@ fn status(pipeline: &Pipeline, link_drops: LinkDrops) -> Status {
         capture_errors: s.capture_errors,
         busy_rejections: s.busy_rejections,
         link_drops,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ServerSettings {
+        ServerSettings { max_points: 4, heartbeat: Duration::from_secs(1), everything: everything::Settings::default() }
+    }
+
+    fn request(points: &[(u16, u16)], box_prompt: Option<Rect>, downscale: u8) -> SegmentRequest {
+        SegmentRequest {
+            points: points.iter().map(|&(x, y)| Point { x, y, label: Label::Foreground }).collect(),
+            box_prompt,
+            frame: FrameSelector::Latest,
+            output: Output { mask: MaskEncoding::Rle, downscale },
+        }
+    }
+
+    fn answered(text: &str) -> Vec<Message> {
+        error(ErrorCode::Internal, text)
+    }
+
+    #[test]
+    fn a_request_id_runs_once_and_its_duplicates_get_the_kept_answer() {
+        let mut state = State::default();
+        assert!(matches!(state.seen(7), Seen::New));
+        assert!(matches!(state.seen(7), Seen::InFlight));
+        state.finish(7, &answered("seven"));
+        assert!(matches!(state.seen(7), Seen::Answered(m) if m == answered("seven")));
+        // Id 0 is never deduplicated.
+        assert!(matches!(state.seen(0), Seen::New) && matches!(state.seen(0), Seen::New));
+    }
+
+    #[test]
+    fn the_oldest_finished_answer_is_forgotten_first_and_requests_in_flight_stay() {
+        let mut state = State::default();
+        state.seen(1); // in flight throughout
+        for id in 2..=u32::try_from(ANSWERS_KEPT).unwrap() {
+            state.seen(id);
+            state.finish(id, &answered("kept"));
+        }
+        state.seen(100);
+        assert!(matches!(state.seen(1), Seen::InFlight), "a request in flight was forgotten");
+        assert!(matches!(state.seen(3), Seen::Answered(_)));
+        assert!(matches!(state.seen(2), Seen::New), "the oldest finished answer was kept");
+    }
+
+    #[test]
+    fn a_busy_request_is_forgotten_so_that_its_retry_runs() {
+        let mut state = State::default();
+        state.seen(9);
+        state.forget(9);
+        assert!(matches!(state.seen(9), Seen::New));
+    }
+
+    #[test]
+    fn prompts_are_checked_before_they_reach_the_pipeline() {
+        let s = settings();
+        let prompt = to_prompt(&request(&[(639, 479)], Some(Rect { x0: 1, y0: 2, x1: 3, y1: 4 }), 1), &s).unwrap();
+        assert_eq!((prompt.points[0].x, prompt.points[0].y), (639.0, 479.0));
+        assert_eq!(prompt.bbox, Some(BoxPrompt { x0: 1.0, y0: 2.0, x1: 3.0, y1: 4.0 }));
+        for (bad, why) in [
+            (request(&[], None, 1), "neither a point nor a box"),
+            (request(&[(1, 1); 5], None, 1), "5 points, at most 4"),
+            (request(&[(1, 1)], None, 0), "downscale 0 is outside 1-64"),
+            (request(&[(1, 1)], None, 65), "downscale 65"),
+            (request(&[], Some(Rect { x0: 5, y0: 0, x1: 5, y1: 9 }), 1), "box (5, 0)-(5, 9) is empty or inverted"),
+        ] {
+            let err = to_prompt(&bad, &s).unwrap_err();
+            assert!(err.contains(why), "{err:?} does not say {why:?}");
+        }
+    }
+
+    #[test]
+    fn error_text_is_cut_to_200_bytes_on_a_character_boundary() {
+        let [Message::Error(reply)] = &error(ErrorCode::Internal, "é".repeat(150))[..] else { panic!() };
+        assert_eq!((reply.message.len(), reply.message.chars().count()), (200, 100));
+    }
+
+    #[test]
+    fn predicted_iou_above_one_is_sent_as_one() {
+        let mask = Mask::from_fn(8, 8, |x, y| x < 4 && y < 4);
+        let timing = Timing { frame_id: 3, frame_age_ms: 1, decode_ms: 2 };
+        let output = Output { mask: MaskEncoding::None, downscale: 1 };
+        let [Message::SegmentResult(result)] = &mask_result(&mask, (1.004, 0.98), timing, output).unwrap()[..] else {
+            panic!()
+        };
+        assert_eq!((result.predicted_iou, result.area, result.frame_id), (1.0, 16, 3));
+    }
+
+    #[test]
+    fn a_write_that_times_out_is_counted_and_any_other_failure_ends_the_line() {
+        let mut stall = Stall::default();
+        for what in [Dropped::Heartbeat, Dropped::Answer(4), Dropped::Answer(5)] {
+            stall.dropped(LinkError::Io(io::ErrorKind::TimedOut.into()), what).unwrap();
+        }
+        assert_eq!((stall.answers, stall.heartbeats), (2, 1));
+        assert!(stall.since.is_some());
+        stall.written();
+        assert_eq!((stall.since, stall.answers, stall.heartbeats), (None, 0, 0));
+        let gone = stall.dropped(LinkError::Io(io::ErrorKind::BrokenPipe.into()), Dropped::Heartbeat).unwrap_err();
+        assert!(format!("{gone:#}").contains("writing to the serial line"), "{gone:#}");
     }
 }
