@@ -484,3 +484,37 @@ fn a_line_nobody_reads_fills_up_and_is_served_again_once_drained() {
     assert!(daemon.wait(Duration::from_secs(60)).success(), "{}", log_of(&config));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The serial soak (tests/soak/serial_soak.py) for 90 s: steady prompts and
+/// everything jobs from a reader that leaves the line unread until the pty
+/// fills, then comes back; every request answered once, heartbeats on time,
+/// memory flat. Run it by hand for longer (its docstring).
+#[test]
+fn serial_soak_with_readers_that_come_and_go() {
+    let dir = scratch("soak");
+    std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
+    let config = config(&dir, true);
+    let text = std::fs::read_to_string(&config).unwrap().replace("heartbeat_ms = 1000", "heartbeat_ms = 250");
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(&config);
+    let out = Command::new(client_python())
+        .arg(repo().join("tests/soak/serial_soak.py"))
+        .arg("--port")
+        .arg(dir.join("tty"))
+        .args(["--daemon-pid", &daemon.0.id().to_string(), "--seconds", "90", "--heartbeat-ms", "250"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the soak failed:\n{stdout}\n{}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&config)
+    );
+    let log = log_of(&config);
+    assert!(log.contains("the line takes no bytes") && log.contains("the line drains again"), "the line never filled up:\n{log}");
+    daemon.signal("TERM");
+    assert!(daemon.wait(Duration::from_secs(60)).success(), "{}", log_of(&config));
+    std::fs::remove_dir_all(dir).unwrap();
+}

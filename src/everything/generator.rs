@@ -192,7 +192,9 @@ fn process_crop<F: FnMut(&Progress) -> ControlFlow<()>>(
     batches: &mut Batches<F>,
 ) -> Result<Vec<ProposedMask>> {
     let (w, h) = (f64::from(crop.width()), f64::from(crop.height()));
-    let points: Vec<[f64; 2]> = grid.iter().map(|&[u, v]| [u * w, v * h]).collect();
+    // A point names a pixel (0..=width-1): SAM's last cell centre lies
+    // beyond the last pixel only in a crop narrower than two cells.
+    let points: Vec<[f64; 2]> = grid.iter().map(|&[u, v]| [(u * w).min(w - 1.0), (v * h).min(h - 1.0)]).collect();
     let mut found = Vec::new();
     for batch in points.chunks(settings.points_per_batch) {
         let prompts: Vec<Prompt> = batch

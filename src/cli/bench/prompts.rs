@@ -27,7 +27,8 @@ pub fn prompt_set(size: Size, n: usize) -> Vec<Prompt> {
     (0..n)
         .map(|i| {
             let mut point = |object: bool| {
-                let (x, y) = (rng.unit() * w, rng.unit() * h);
+                // A point names a pixel: 0..=width-1.
+                let (x, y) = (rng.unit() * (w - 1.0), rng.unit() * (h - 1.0));
                 if object {
                     Point::foreground(x, y)
                 } else {
