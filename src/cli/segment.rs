@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use maskd::display::Overlay;
+use maskd::draw::Overlay;
 use maskd::draw::Canvas;
 use maskd::model::{Candidate, Masks, Prompt, Sam};
 use maskd::picture::read_rgb;

@@ -13,9 +13,7 @@ use image::imageops::{self, FilterType};
 use image::RgbImage;
 use log::warn;
 
-use super::caption::Caption;
-use crate::draw::{Canvas, Letterbox, Placement};
-use super::overlay::{Overlay, MASK_COLOR};
+use crate::draw::{Canvas, Caption, Letterbox, Overlay, Placement, MASK_COLOR};
 use super::screen::Screen;
 use crate::model::{Candidate, Prompt, Size};
 use crate::pipeline::Pipeline;

@@ -1,16 +1,12 @@
 //! Rendering masks for people: overlays drawn through embedded-graphics, shown
 //! on a Linux framebuffer or written to a PNG file.
 
-mod caption;
 mod framebuffer;
 mod live;
-mod overlay;
 mod screen;
 mod snapshot;
 
-pub use caption::Caption;
 pub use framebuffer::{pack, Channel, Framebuffer, FramebufferSettings, PixelLayout};
 pub use live::{compose, run_live, LiveSettings, Shown};
-pub use overlay::{Overlay, MASK_ALPHA, MASK_COLOR};
 pub use screen::Screen;
 pub use snapshot::{replace_file, write_png, PngSnapshot, SnapshotSettings};

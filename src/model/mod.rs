@@ -15,6 +15,7 @@ mod preprocess;
 mod prompt;
 mod resize;
 mod session;
+mod shape;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use postprocess::{MASK_THRESHOLD, STABILITY_OFFSET};
 pub use preprocess::{Geometry, Size};
 pub use prompt::{BoxPrompt, LowResMask, Point, PointLabel, Prompt, PromptError};
 pub use session::set_threads;
+pub use shape::{shape, Shape};
 
 /// A SAM-family model: an image encoder (on this machine or elsewhere) and
 /// the mask decoder of one manifest.

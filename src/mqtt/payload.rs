@@ -6,9 +6,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::everything::{CocoRle, SamRecord};
-use crate::model::{BoxPrompt, Candidate, Point, PointLabel, Prompt};
+use crate::model::{shape, BoxPrompt, Candidate, Point, PointLabel, Prompt};
 use crate::pipeline::{Answer, FrameSelector, Objects, Rejection};
-use crate::serial::shape;
 
 /// The version of every payload below.
 pub const SCHEMA: u32 = 1;
@@ -46,8 +45,7 @@ impl MaskRecord {
             let rle = mask.to_rle();
             CocoRle { size: rle.size, counts: rle.to_coco_string() }
         });
-        // Geometry needs a mask under 65536 pixels a side; a camera frame always is.
-        let shape = shape(mask).ok().flatten();
+        let shape = shape(mask);
         MaskRecord {
             segmentation,
             area: mask.area(),
@@ -56,7 +54,7 @@ impl MaskRecord {
             stability_score: candidate.stability,
             centroid: mask.centroid().map(|(x, y)| [x, y]),
             angle: shape.map(|s| s.angle),
-            grasp: shape.map(|s| [u32::from(s.grasp.x), u32::from(s.grasp.y)]),
+            grasp: shape.map(|s| [s.grasp.0, s.grasp.1]),
             clearance: shape.map(|s| s.clearance),
         }
     }

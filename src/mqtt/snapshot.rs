@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use turbojpeg::{PixelFormat, Subsamp};
 
-use crate::display::Overlay;
+use crate::draw::Overlay;
 use crate::draw::Canvas;
 use crate::pipeline::Answer;
 

@@ -1,12 +1,12 @@
-//! What a result says about a mask: its wire run-length encoding, principal
-//! axis and grasp point (docs/PROTOCOL.md, section 4). Pure functions.
+//! A mask as a result carries it: its wire run-length encoding, and its
+//! geometry in the wire's types (docs/PROTOCOL.md, section 4). Pure functions.
 
 use std::num::NonZeroU8;
 
 use thiserror::Error;
 
 use super::message::{MaskHeader, Pixel, PointF, Rect};
-use crate::model::{squared_distance_to_outside, Mask, PixelBox};
+use crate::model::{self, Mask};
 
 /// Largest image side the protocol's u16 coordinates can address.
 const MAX_SIDE: u32 = u16::MAX as u32;
@@ -104,28 +104,21 @@ pub struct Shape {
     pub clearance: f32,
 }
 
-/// Measures a mask for a SegmentResult; `None` when it is empty.
+/// Measures a mask for a SegmentResult ([`model::shape`](crate::model::shape)
+/// in the wire's types); `None` when it is empty.
 ///
 /// # Errors
 /// [`TooLarge`] when the mask is wider or taller than 65535 pixels.
 pub fn shape(mask: &Mask) -> Result<Option<Shape>, TooLarge> {
     check_size(mask)?;
-    let (Some(bbox), Some((cx, cy))) = (mask.bbox(), mask.centroid()) else {
-        return Ok(None);
-    };
-    let (grasp, clearance) = grasp_point(mask, bbox, (cx, cy));
-    Ok(Some(Shape {
-        area: mask.area() as u32,
-        bbox: Rect {
-            x0: bbox.x0 as u16,
-            y0: bbox.y0 as u16,
-            x1: bbox.x1 as u16,
-            y1: bbox.y1 as u16,
-        },
-        centroid: PointF { x: cx, y: cy },
-        angle: principal_angle(mask, bbox, (cx, cy)),
-        grasp,
-        clearance,
+    // Sizes fit: check_size bounds every coordinate by 65535.
+    Ok(model::shape(mask).map(|s| Shape {
+        area: s.area as u32,
+        bbox: Rect { x0: s.bbox.x0 as u16, y0: s.bbox.y0 as u16, x1: s.bbox.x1 as u16, y1: s.bbox.y1 as u16 },
+        centroid: PointF { x: s.centroid.0, y: s.centroid.1 },
+        angle: s.angle,
+        grasp: Pixel { x: s.grasp.0 as u16, y: s.grasp.1 as u16 },
+        clearance: s.clearance,
     }))
 }
 
@@ -134,59 +127,6 @@ fn check_size(mask: &Mask) -> Result<(), TooLarge> {
         return Err(TooLarge(mask.width(), mask.height()));
     }
     Ok(())
-}
-
-/// Direction of the long axis from the second central moments, radians in
-/// (-pi/2, pi/2] from +x toward +y; 0 when no axis dominates.
-fn principal_angle(mask: &Mask, bbox: PixelBox, (cx, cy): (f32, f32)) -> f32 {
-    let (cx, cy) = (f64::from(cx), f64::from(cy));
-    let (mut mu20, mut mu02, mut mu11) = (0.0f64, 0.0f64, 0.0f64);
-    for y in bbox.y0..=bbox.y1 {
-        for x in bbox.x0..=bbox.x1 {
-            if mask.get(x, y) {
-                let (dx, dy) = (f64::from(x) - cx, f64::from(y) - cy);
-                mu20 += dx * dx;
-                mu02 += dy * dy;
-                mu11 += dx * dy;
-            }
-        }
-    }
-    // Round off the float noise of symmetric shapes so that a square gives exactly 0.
-    let scale = (mu20 + mu02).max(1.0) * 1e-9;
-    let (num, den) = (2.0 * mu11, mu20 - mu02);
-    if num.abs() < scale && den.abs() < scale {
-        return 0.0;
-    }
-    let angle = 0.5 * num.atan2(den);
-    // atan2 gives [-pi, pi], so angle is in [-pi/2, pi/2]: fold -pi/2 onto pi/2.
-    if angle <= -std::f64::consts::FRAC_PI_2 {
-        std::f32::consts::FRAC_PI_2
-    } else {
-        angle as f32
-    }
-}
-
-/// The set pixel farthest from any unset pixel (or the image edge) and that
-/// distance; ties go to the pixel nearest the centroid, then the first in row-major order.
-fn grasp_point(mask: &Mask, bbox: PixelBox, (cx, cy): (f32, f32)) -> (Pixel, f32) {
-    let (width, height) = (bbox.width() as usize, bbox.height() as usize);
-    // Around a tight bbox lie only unset pixels or the image edge, which the
-    // transform's outside border stands for, so the crop gives exact distances.
-    let inside: Vec<bool> =
-        (bbox.y0..=bbox.y1).flat_map(|y| (bbox.x0..=bbox.x1).map(move |x| mask.get(x, y))).collect();
-    let dist2 = squared_distance_to_outside(&inside, width, height);
-    let mut best = (Pixel::default(), 0u64, f64::INFINITY);
-    for (i, (&set, &d2)) in inside.iter().zip(&dist2).enumerate() {
-        if !set {
-            continue;
-        }
-        let (x, y) = (bbox.x0 + (i % width) as u32, bbox.y0 + (i / width) as u32);
-        let c2 = (f64::from(x) - f64::from(cx)).powi(2) + (f64::from(y) - f64::from(cy)).powi(2);
-        if d2 > best.1 || (d2 == best.1 && c2 < best.2) {
-            best = (Pixel { x: x as u16, y: y as u16 }, d2, c2);
-        }
-    }
-    (best.0, (best.1 as f64).sqrt() as f32)
 }
 
 #[cfg(test)]
@@ -261,57 +201,6 @@ mod tests {
         let empty = mask(&["...", "..."]);
         assert_eq!(WireMask::from_mask(&empty, one()), Ok(None));
         assert_eq!(shape(&empty), Ok(None));
-    }
-
-    #[test]
-    fn principal_angle_follows_the_long_axis() {
-        let cases: [(&[&str], f32); 5] = [
-            (&["#####"], 0.0),
-            (&["#", "#", "#"], std::f32::consts::FRAC_PI_2),
-            (&["#..", ".#.", "..#"], std::f32::consts::FRAC_PI_4),
-            (&["..#", ".#.", "#.."], -std::f32::consts::FRAC_PI_4),
-            (&["##", "##"], 0.0),
-        ];
-        for (art, angle) in cases {
-            let got = shape(&mask(art)).expect("fits").expect("set").angle;
-            assert!((got - angle).abs() < 1e-6, "{art:?}: {got} != {angle}");
-        }
-    }
-
-    #[test]
-    fn grasp_point_is_the_centre_of_the_largest_inscribed_disc() {
-        let cases: [(&[&str], (u16, u16), f32); 4] = [
-            (&[".....", ".###.", ".###.", ".###.", "....."], (2, 2), 2.0),
-            // Touching the image edge counts as a boundary.
-            (&["###", "###", "###"], (1, 1), 2.0),
-            // An L: its centroid (2, 3.25) is one pixel from the inner corner; the grasp moves into the foot.
-            (
-                &["##....", "##....", "##....", "######", "######", "######"],
-                (2, 4),
-                2.0,
-            ),
-            (&["#"], (0, 0), 1.0),
-        ];
-        for (art, (x, y), clearance) in cases {
-            let s = shape(&mask(art)).expect("fits").expect("set");
-            assert_eq!((s.grasp.x, s.grasp.y), (x, y), "{art:?}");
-            assert!(
-                (s.clearance - clearance).abs() < 1e-6,
-                "{art:?}: {}",
-                s.clearance
-            );
-        }
-    }
-
-    #[test]
-    fn grasp_point_of_a_ring_stays_on_the_ring() {
-        let ring = Mask::from_fn(41, 41, |x, y| {
-            let r2 = (x as i32 - 20).pow(2) + (y as i32 - 20).pow(2);
-            (100..=324).contains(&r2)
-        });
-        let s = shape(&ring).expect("fits").expect("set");
-        assert!(ring.get(u32::from(s.grasp.x), u32::from(s.grasp.y)));
-        assert!(!ring.get(20, 20), "the centroid is outside");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use embedded_graphics::primitives::{Circle, PrimitiveStyleBuilder, Rectangle};
 use embedded_graphics::{Drawable, Pixel};
 
 use super::caption::Caption;
-use crate::draw::Canvas;
+use super::Canvas;
 use crate::model::{Mask, PointLabel, Prompt};
 
 /// Colour of the mask tint and contour.
