@@ -29,7 +29,7 @@ fn golden_image() -> PathBuf {
 }
 
 /// A config with a folder source, a pty line and a PNG display.
-fn config(dir: &Path, repeat: bool) -> PathBuf {
+fn config(dir: &Path, repeat: bool, heartbeat_ms: u32) -> PathBuf {
     let text = format!(
         r#"
 [model]
@@ -49,7 +49,7 @@ queue_capacity = {QUEUE_CAPACITY}
 [serial]
 device = "pty"
 pty_link = "tty"
-heartbeat_ms = 1000
+heartbeat_ms = {heartbeat_ms}
 
 [display]
 kind = "png"
@@ -132,6 +132,20 @@ fn maskd_on_golden_image(args: &[&str]) {
     assert!(out.status.success(), "maskd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Runs a Python client script of the repo against the daemon of `config`;
+/// prints what it printed, and fails with its output and the daemon's log.
+fn run_client(script: &str, args: &[&str], config: &Path) {
+    let out = Command::new(client_python()).arg(repo().join(script)).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(config)
+    );
+}
+
 fn utf8(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 temporary path")
 }
@@ -161,27 +175,23 @@ fn the_daemon_answers_a_python_controller_over_a_pty() {
     let expected = expected_mask(&dir);
     let expected_everything = expected_everything(&dir);
     std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
-    let config = config(&dir, false);
+    let config = config(&dir, false, 1000);
     let mut daemon = Daemon::start(&config);
-    let out = Command::new(client_python())
-        .arg(repo().join("tests/e2e/daemon_e2e.py"))
-        .arg("--port")
-        .arg(dir.join("tty"))
-        .arg("--expected")
-        .arg(&expected)
-        .args(["--daemon-pid", &daemon.0.id().to_string()])
-        .args(["--queue-capacity", &QUEUE_CAPACITY.to_string()])
-        .arg("--expected-everything")
-        .arg(&expected_everything)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the client failed:\n{stdout}\n{}\n--- daemon log ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&config)
+    run_client(
+        "tests/e2e/daemon_e2e.py",
+        &[
+            "--port",
+            utf8(&dir.join("tty")),
+            "--expected",
+            utf8(&expected),
+            "--daemon-pid",
+            &daemon.0.id().to_string(),
+            "--queue-capacity",
+            &QUEUE_CAPACITY.to_string(),
+            "--expected-everything",
+            utf8(&expected_everything),
+        ],
+        &config,
     );
     // The client sent SIGTERM after its last request: the daemon drains and exits cleanly.
     let status = daemon.wait(Duration::from_secs(60));
@@ -197,7 +207,7 @@ fn everything_snapshots_are_written_on_a_timer_and_pruned() {
     let dir = scratch("snapshots");
     std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
     // A looping folder gives a new frame id every second, so every tick has a new frame.
-    let config = config(&dir, true);
+    let config = config(&dir, true, 1000);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[everything]\npoints_per_side = 2\n\n[everything.snapshots]\nevery_s = 1\ndir = \"snapshots\"\nkeep = 2\n");
     std::fs::write(&config, text).unwrap();
@@ -266,7 +276,7 @@ fn camera_state(tty: &Path) -> u8 {
 #[test]
 fn a_frame_source_that_fails_is_reopened_and_the_daemon_recovers() {
     let dir = scratch("camera");
-    let config = config(&dir, true);
+    let config = config(&dir, true, 1000);
     let mut daemon = Daemon::start(&config);
     let tty = dir.join("tty");
     // An empty folder is a camera that is down.
@@ -288,7 +298,7 @@ fn a_frame_source_that_fails_is_reopened_and_the_daemon_recovers() {
 fn sighup_keeps_a_broken_config_out_and_restarts_with_a_good_one() {
     let dir = scratch("reload");
     std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
-    let config = config(&dir, false);
+    let config = config(&dir, false, 1000);
     let mut daemon = Daemon::start(&config);
     let tty = dir.join("tty");
     wait_for(
@@ -322,7 +332,7 @@ fn sighup_keeps_a_broken_config_out_and_restarts_with_a_good_one() {
 fn stdin_prompts_get_json_answers() {
     let dir = scratch("stdin");
     std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
-    let config = config(&dir, false);
+    let config = config(&dir, false, 1000);
     let mut child = Command::new(env!("CARGO_BIN_EXE_maskd"))
         .args(["run", "--stdin", "--config"])
         .arg(&config)
@@ -418,9 +428,7 @@ fn a_line_nobody_reads_fills_up_and_is_served_again_once_drained() {
     use maskd::serial::{EverythingRequest, FrameSelector, Hello, Label, Link, MaskEncoding, Message, Output, Point, SegmentRequest};
     let dir = scratch("stall");
     std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
-    let config = config(&dir, false);
-    let text = std::fs::read_to_string(&config).unwrap().replace("heartbeat_ms = 1000", "heartbeat_ms = 100");
-    std::fs::write(&config, text).unwrap();
+    let config = config(&dir, false, 100);
     let mut daemon = Daemon::start(&config);
     let tty = dir.join("tty");
     let mut link = Link::new(maskd::serial::open_port(tty.to_str().unwrap(), 115_200).unwrap());
@@ -493,25 +501,11 @@ fn a_line_nobody_reads_fills_up_and_is_served_again_once_drained() {
 fn serial_soak_with_readers_that_come_and_go() {
     let dir = scratch("soak");
     std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
-    let config = config(&dir, true);
-    let text = std::fs::read_to_string(&config).unwrap().replace("heartbeat_ms = 1000", "heartbeat_ms = 250");
-    std::fs::write(&config, text).unwrap();
+    let config = config(&dir, true, 250);
     let mut daemon = Daemon::start(&config);
-    let out = Command::new(client_python())
-        .arg(repo().join("tests/soak/serial_soak.py"))
-        .arg("--port")
-        .arg(dir.join("tty"))
-        .args(["--daemon-pid", &daemon.0.id().to_string(), "--seconds", "90", "--heartbeat-ms", "250"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the soak failed:\n{stdout}\n{}\n--- daemon log ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&config)
-    );
+    let (tty, pid) = (dir.join("tty"), daemon.0.id().to_string());
+    let args = ["--port", utf8(&tty), "--daemon-pid", &pid, "--seconds", "90", "--heartbeat-ms", "250"];
+    run_client("tests/soak/serial_soak.py", &args, &config);
     let log = log_of(&config);
     assert!(log.contains("the line takes no bytes") && log.contains("the line drains again"), "the line never filled up:\n{log}");
     daemon.signal("TERM");
