@@ -32,6 +32,7 @@ enum Photos {
     All,
     /// The PNG photos only: for a test of the encoder's arithmetic, which the
     /// JPEG photos (a check of decoding them) would only make slower.
+    #[cfg(target_arch = "aarch64")]
     Png,
 }
 
@@ -135,8 +136,13 @@ fn quantized_model_stays_close_to_pytorch() {
     check_parity(Precision::Int8, Compute::F32, Photos::All, Tolerance { min_mask_iou: INT8_MIN_MASK_IOU, min_jpeg_mask_iou: INT8_MIN_MASK_IOU, max_score_diff: None });
 }
 
-/// On x86-64 tract emulates f16 (about a minute per photo); on aarch64
-/// cores with FP16 this runs its f16 kernels.
+/// The f16 encoder is for aarch64 cores with FP16 arithmetic, where this runs
+/// tract's f16 kernels (board/cross/test.sh, under qemu as a Cortex-A76). On
+/// x86-64 tract runs f16 matmuls in its generic kernel, converting every
+/// product: a minute per photo on one host, over an hour for the four on a
+/// host with AVX512-FP16, past CI's time; the f16 kernel's unit test
+/// (src/model/compute.rs) still runs there.
+#[cfg(target_arch = "aarch64")]
 #[test]
 fn f16_encoder_stays_close_to_pytorch() {
     check_parity(Precision::Int8, Compute::F16, Photos::Png, Tolerance { min_mask_iou: INT8_MIN_MASK_IOU, min_jpeg_mask_iou: INT8_MIN_MASK_IOU, max_score_diff: None });
