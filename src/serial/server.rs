@@ -410,9 +410,9 @@ fn write_loop<W: Read + Write>(
         let messages_in = if reader_gone { &no_messages } else { to_write };
         let replies_in = if segments_done { &no_replies } else { &answered.segments };
         let objects_in = if objects_done { &no_objects } else { &answered.objects };
-        let (request_id, messages) = select! {
+        let (outgoing, messages) = select! {
             recv(messages_in) -> next => match next {
-                Ok(next) => next,
+                Ok((request_id, messages)) => (Outgoing::Answer(request_id), messages),
                 Err(_) => { reader_gone = true; continue }
             },
             recv(replies_in) -> reply => match reply {
@@ -420,7 +420,7 @@ fn write_loop<W: Read + Write>(
                     Ok(answer) => segment_result(answer, pending.output),
                     Err(rejection) => rejection_messages(rejection),
                 }) {
-                    Some(answer) => answer,
+                    Some((request_id, messages)) => (Outgoing::Answer(request_id), messages),
                     None => continue,
                 },
                 Err(_) => { segments_done = true; continue }
@@ -430,33 +430,35 @@ fn write_loop<W: Read + Write>(
                     Ok(found) => objects_answer(found, pending),
                     Err(rejection) => rejection_messages(rejection),
                 }) {
-                    Some(answer) => answer,
+                    Some((request_id, messages)) => (Outgoing::Answer(request_id), messages),
                     None => continue,
                 },
                 Err(_) => { objects_done = true; continue }
             },
-            recv(heartbeats) -> _ => {
-                let heartbeat = vec![Message::Status(status(pipeline, lock().drops))];
-                match link.send_answer(0, heartbeat) {
-                    Ok(()) => stall.written(),
-                    Err(e) => stall.dropped(e, Dropped::Heartbeat)?,
-                }
-                continue;
-            }
+            recv(heartbeats) -> _ => (Outgoing::Heartbeat, vec![Message::Status(status(pipeline, lock().drops))]),
         };
-        match link.send_answer(request_id, messages) {
+        match link.send_answer(outgoing.request_id(), messages) {
             Ok(()) => stall.written(),
-            Err(e) => stall.dropped(e, Dropped::Answer(request_id))?,
+            Err(e) => stall.dropped(e, outgoing)?,
         }
     }
     Ok(())
 }
 
-/// What a write that timed out dropped.
+/// What the writer sends: a heartbeat, or the answer to a request.
 #[derive(Debug, Clone, Copy)]
-enum Dropped {
+enum Outgoing {
     Heartbeat,
     Answer(u32),
+}
+
+impl Outgoing {
+    fn request_id(self) -> u32 {
+        match self {
+            Outgoing::Heartbeat => 0,
+            Outgoing::Answer(request_id) => request_id,
+        }
+    }
 }
 
 /// A line that takes no bytes: since when, and what was dropped meanwhile.
@@ -470,7 +472,7 @@ struct Stall {
 impl Stall {
     /// A write timed out: drops what it was writing. Any other error is
     /// the line's failure, returned.
-    fn dropped(&mut self, error: LinkError, what: Dropped) -> Result<()> {
+    fn dropped(&mut self, error: LinkError, what: Outgoing) -> Result<()> {
         match &error {
             LinkError::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
             _ => return Err(error).context("writing to the serial line"),
@@ -480,8 +482,8 @@ impl Stall {
             self.since = Some(Instant::now());
         }
         match what {
-            Dropped::Heartbeat => self.heartbeats += 1,
-            Dropped::Answer(request_id) => {
+            Outgoing::Heartbeat => self.heartbeats += 1,
+            Outgoing::Answer(request_id) => {
                 self.answers += 1;
                 debug!("serial: dropped the answer to request {request_id}; a resent request gets it");
             }
@@ -741,14 +743,14 @@ mod tests {
     #[test]
     fn a_write_that_times_out_is_counted_and_any_other_failure_ends_the_line() {
         let mut stall = Stall::default();
-        for what in [Dropped::Heartbeat, Dropped::Answer(4), Dropped::Answer(5)] {
+        for what in [Outgoing::Heartbeat, Outgoing::Answer(4), Outgoing::Answer(5)] {
             stall.dropped(LinkError::Io(io::ErrorKind::TimedOut.into()), what).unwrap();
         }
         assert_eq!((stall.answers, stall.heartbeats), (2, 1));
         assert!(stall.since.is_some());
         stall.written();
         assert_eq!((stall.since, stall.answers, stall.heartbeats), (None, 0, 0));
-        let gone = stall.dropped(LinkError::Io(io::ErrorKind::BrokenPipe.into()), Dropped::Heartbeat).unwrap_err();
+        let gone = stall.dropped(LinkError::Io(io::ErrorKind::BrokenPipe.into()), Outgoing::Heartbeat).unwrap_err();
         assert!(format!("{gone:#}").contains("writing to the serial line"), "{gone:#}");
     }
 }
