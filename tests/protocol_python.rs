@@ -43,13 +43,11 @@ fn messages() -> Vec<Message> {
         .expect("fits")
         .expect("set");
     let shape = shape(&mask).expect("fits").expect("set");
+    let Message::SegmentResult(sample) = sample_messages().swap_remove(SAMPLE_RESULT) else {
+        unreachable!("sample {SAMPLE_RESULT} is a SegmentResult")
+    };
+    // The sample's timings and scores, this mask's geometry.
     let result = SegmentResult {
-        status: ResultStatus::Ok,
-        frame_id: 77_000,
-        frame_age_ms: 85,
-        decode_ms: 31,
-        predicted_iou: 0.93,
-        stability_score: 0.97,
         area: shape.area,
         bbox: shape.bbox,
         centroid: shape.centroid,
@@ -57,6 +55,7 @@ fn messages() -> Vec<Message> {
         grasp: shape.grasp,
         clearance: shape.clearance,
         mask: None,
+        ..sample
     };
     let answer = answer_messages(result, Some(&wire)).expect("chunks");
     assert!(answer.len() > 2, "the mask spans several chunks");
