@@ -49,10 +49,10 @@ impl MaskRecord {
         MaskRecord {
             segmentation,
             area: mask.area(),
-            bbox: mask.bbox().map(|b| [b.x0, b.y0, b.x1 - b.x0, b.y1 - b.y0]),
+            bbox: shape.map(|s| [s.bbox.x0, s.bbox.y0, s.bbox.x1 - s.bbox.x0, s.bbox.y1 - s.bbox.y0]),
             predicted_iou: candidate.predicted_iou,
             stability_score: candidate.stability,
-            centroid: mask.centroid().map(|(x, y)| [x, y]),
+            centroid: shape.map(|s| [s.centroid.0, s.centroid.1]),
             angle: shape.map(|s| s.angle),
             grasp: shape.map(|s| [s.grasp.0, s.grasp.1]),
             clearance: shape.map(|s| s.clearance),
