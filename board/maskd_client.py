@@ -47,7 +47,7 @@ SCHEMA = "\n".join([
     "SegmentResult=0x11{status:ResultStatus,frame_id:u32,frame_age_ms:u32,decode_ms:u32,predicted_iou:f32,stability_score:f32,area:u32,bbox:Box,centroid:PointF,angle:f32,grasp:Pixel,clearance:f32,mask:option<MaskHeader>}",
     "MaskChunk=0x12{index:u16,count:u16,runs:seq<u32>}",
     "GetStatus=0x20{}",
-    "Status=0x21{uptime_ms:u32,fps:f32,encoder_ms:f32,camera:CameraState,queue_depth:u8,frames_superseded:u32,capture_errors:u32,busy_rejections:u32,link_drops:LinkDrops}",
+    "Status=0x21{uptime_ms:u32,fps:f32,encoder_ms:f32,camera:CameraState,queue_depth:u8,frames_superseded:u32,capture_errors:u32,busy_rejections:u32,link_drops:LinkDrops,unsent:Unsent,encoder:EncoderState}",
     "EverythingRequest=0x30{frame:FrameSelector,points_per_side:u8,max_objects:u16,output:Output}",
     "Objects=0x31{frame_id:u32,frame_age_ms:u32,elapsed_ms:u32,prompts:u16,found:u16,objects:u16}",
     "Error=0x7f{code:ErrorCode,message:str}",
@@ -62,7 +62,9 @@ SCHEMA = "\n".join([
     "ResultStatus[Ok,Empty]",
     "MaskHeader{x0:u16,y0:u16,downscale:u8,width:u16,height:u16,runs:u32,chunks:u16}",
     "CameraState[Starting,Streaming,Stalled,Disconnected]",
+    "EncoderState[Local,Remote,Fallback,Down]",
     "LinkDrops{cobs:u32,truncated:u32,crc:u32,unknown_version:u32,unknown_kind:u32,oversize:u32,body:u32}",
+    "Unsent{answers:u32,heartbeats:u32}",
     "ErrorCode[BadCrc,UnknownVersion,UnknownKind,Oversize,MalformedBody,Busy,InvalidPrompt,NoFrame,Internal]",
 ])
 SCHEMA_HASH = zlib.crc32(SCHEMA.encode("ascii"))
@@ -226,6 +228,13 @@ class CameraState(enum.IntEnum):
     STREAMING = 1
     STALLED = 2
     DISCONNECTED = 3
+
+
+class EncoderState(enum.IntEnum):
+    LOCAL = 0
+    REMOTE = 1
+    FALLBACK = 2
+    DOWN = 3
 
 
 class ErrorCode(enum.IntEnum):
@@ -421,6 +430,7 @@ class GetStatus:
 
 
 LINK_DROPS = ("cobs", "truncated", "crc", "unknown_version", "unknown_kind", "oversize", "body")
+UNSENT = ("answers", "heartbeats")
 
 
 @dataclass
@@ -435,6 +445,8 @@ class Status:
     capture_errors: int
     busy_rejections: int
     link_drops: dict[str, int] = field(default_factory=dict)
+    unsent: dict[str, int] = field(default_factory=dict)
+    encoder: EncoderState = EncoderState.LOCAL
 
     def write(self, w: Writer) -> None:
         w.u32(self.uptime_ms), w.f32(self.fps), w.f32(self.encoder_ms), w.varint(int(self.camera))
@@ -442,11 +454,16 @@ class Status:
         w.u32(self.busy_rejections)
         for name in LINK_DROPS:
             w.u32(self.link_drops.get(name, 0))
+        for name in UNSENT:
+            w.u32(self.unsent.get(name, 0))
+        w.varint(int(self.encoder))
 
     @classmethod
     def read(cls, r: Reader) -> "Status":
         head = (r.u32(), r.f32(), r.f32(), r.enum(CameraState), r.u8(), r.u32(), r.u32(), r.u32())
-        return cls(*head, {name: r.u32() for name in LINK_DROPS})
+        link_drops = {name: r.u32() for name in LINK_DROPS}
+        unsent = {name: r.u32() for name in UNSENT}
+        return cls(*head, link_drops, unsent, r.enum(EncoderState))
 
 
 @dataclass

@@ -476,6 +476,22 @@ fn a_line_nobody_reads_fills_up_and_is_served_again_once_drained() {
     let answered = read_for(&mut link, Duration::from_secs(60), |f| f.request_id == 9002 && matches!(f.message, Message::SegmentResult(_)));
     assert!(answered, "no SegmentResult after the line drained\n{}", log_of(&config));
 
+    // Status counts what the stall dropped, as the log does.
+    let mut unsent = None;
+    link.send(9003, Message::GetStatus, false).unwrap();
+    read_for(&mut link, Duration::from_secs(2), |f| match &f.message {
+        Message::Status(status) if f.request_id == 9003 => {
+            unsent = Some(status.unsent);
+            true
+        }
+        _ => false,
+    });
+    let unsent = unsent.unwrap_or_else(|| panic!("no Status after the line drained\n{}", log_of(&config)));
+    let logged = logged_drops(&log_of(&config));
+    println!("dropped while nobody read: {unsent:?}, logged {logged:?}");
+    assert!(unsent.answers >= 1 && unsent.heartbeats >= 1, "{unsent:?}");
+    assert_eq!((unsent.answers, unsent.heartbeats), logged);
+
     // Heartbeats are back on their period: no gap of 3 periods (a dead line, by the spec).
     let mut beats = Vec::new();
     read_for(&mut link, Duration::from_secs(3), |f| {
@@ -491,6 +507,22 @@ fn a_line_nobody_reads_fills_up_and_is_served_again_once_drained() {
     daemon.signal("TERM");
     assert!(daemon.wait(Duration::from_secs(60)).success(), "{}", log_of(&config));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The answers and heartbeats the daemon's log says each stall dropped, summed.
+fn logged_drops(log: &str) -> (u32, u32) {
+    log.lines()
+        .filter_map(|line| {
+            let (_, tail) = line.split_once("s; ")?;
+            let words: Vec<&str> = tail.split(' ').collect();
+            match words[..] {
+                [answers, "answers", "and", heartbeats, "heartbeats", "were", "dropped", "meanwhile"] => {
+                    Some((answers.parse::<u32>().ok()?, heartbeats.parse::<u32>().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .fold((0, 0), |(a, h), (da, dh)| (a + da, h + dh))
 }
 
 /// The serial soak (tests/soak/serial_soak.py) for 90 s: steady prompts and

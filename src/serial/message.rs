@@ -17,7 +17,7 @@ pub const SCHEMA: &str = concat!(
     "SegmentResult=0x11{status:ResultStatus,frame_id:u32,frame_age_ms:u32,decode_ms:u32,predicted_iou:f32,stability_score:f32,area:u32,bbox:Box,centroid:PointF,angle:f32,grasp:Pixel,clearance:f32,mask:option<MaskHeader>}\n",
     "MaskChunk=0x12{index:u16,count:u16,runs:seq<u32>}\n",
     "GetStatus=0x20{}\n",
-    "Status=0x21{uptime_ms:u32,fps:f32,encoder_ms:f32,camera:CameraState,queue_depth:u8,frames_superseded:u32,capture_errors:u32,busy_rejections:u32,link_drops:LinkDrops}\n",
+    "Status=0x21{uptime_ms:u32,fps:f32,encoder_ms:f32,camera:CameraState,queue_depth:u8,frames_superseded:u32,capture_errors:u32,busy_rejections:u32,link_drops:LinkDrops,unsent:Unsent,encoder:EncoderState}\n",
     "EverythingRequest=0x30{frame:FrameSelector,points_per_side:u8,max_objects:u16,output:Output}\n",
     "Objects=0x31{frame_id:u32,frame_age_ms:u32,elapsed_ms:u32,prompts:u16,found:u16,objects:u16}\n",
     "Error=0x7f{code:ErrorCode,message:str}\n",
@@ -32,7 +32,9 @@ pub const SCHEMA: &str = concat!(
     "ResultStatus[Ok,Empty]\n",
     "MaskHeader{x0:u16,y0:u16,downscale:u8,width:u16,height:u16,runs:u32,chunks:u16}\n",
     "CameraState[Starting,Streaming,Stalled,Disconnected]\n",
+    "EncoderState[Local,Remote,Fallback,Down]\n",
     "LinkDrops{cobs:u32,truncated:u32,crc:u32,unknown_version:u32,unknown_kind:u32,oversize:u32,body:u32}\n",
+    "Unsent{answers:u32,heartbeats:u32}\n",
     "ErrorCode[BadCrc,UnknownVersion,UnknownKind,Oversize,MalformedBody,Busy,InvalidPrompt,NoFrame,Internal]",
 );
 
@@ -329,6 +331,31 @@ pub struct Status {
     pub capture_errors: u32,
     pub busy_rejections: u32,
     pub link_drops: LinkDrops,
+    pub unsent: Unsent,
+    pub encoder: EncoderState,
+}
+
+/// Where frames are embedded (docs/OFFLOAD.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncoderState {
+    /// On the daemon's own machine.
+    Local,
+    /// By the inference server.
+    Remote,
+    /// The server does not answer: the local encoder stands in.
+    Fallback,
+    /// The server does not answer and nothing stands in: frames go unencoded.
+    Down,
+}
+
+/// What the daemon could not write because the line took no bytes
+/// (docs/PROTOCOL.md, section 6, "A line nobody reads").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsent {
+    /// Answers cut or not sent; a resent request gets the kept answer.
+    pub answers: u32,
+    /// Heartbeats not sent (the next one replaces each).
+    pub heartbeats: u32,
 }
 
 /// Every object in a frame: automatic mask generation on the daemon.

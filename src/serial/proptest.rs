@@ -131,6 +131,12 @@ fn status() -> impl Strategy<Value = Status> {
         Just(CameraState::Stalled),
         Just(CameraState::Disconnected),
     ];
+    let encoder = prop_oneof![
+        Just(EncoderState::Local),
+        Just(EncoderState::Remote),
+        Just(EncoderState::Fallback),
+        Just(EncoderState::Down),
+    ];
     (
         (
             any::<u32>(),
@@ -142,7 +148,8 @@ fn status() -> impl Strategy<Value = Status> {
             any::<u32>(),
             any::<u32>(),
         ),
-        any::<[u32; 7]>(),
+        any::<[u32; 9]>(),
+        encoder,
     )
         .prop_map(
             |(
@@ -157,6 +164,7 @@ fn status() -> impl Strategy<Value = Status> {
                     busy_rejections,
                 ),
                 d,
+                encoder,
             )| Status {
                 uptime_ms,
                 fps,
@@ -175,6 +183,8 @@ fn status() -> impl Strategy<Value = Status> {
                     oversize: d[5],
                     body: d[6],
                 },
+                unsent: Unsent { answers: d[7], heartbeats: d[8] },
+                encoder,
             },
         )
 }

@@ -115,6 +115,8 @@ pub fn sample_messages() -> Vec<Message> {
                 oversize: 6,
                 body: 7,
             },
+            unsent: Unsent { answers: 8, heartbeats: 9 },
+            encoder: EncoderState::Fallback,
         }),
         Message::EverythingRequest(EverythingRequest {
             frame: FrameSelector::Id(77_000),

@@ -28,7 +28,7 @@ use super::geometry::{shape, WireMask};
 use super::link::{Link, LinkError};
 use super::message::*;
 use crate::everything;
-use crate::model::{BoxPrompt, Mask, Point as PromptPoint, Prompt};
+use crate::model::{self, BoxPrompt, Mask, Point as PromptPoint, Prompt};
 use crate::pipeline::{self, EverythingJob, EverythingReply, Job, Objects as FoundObjects, Pipeline, Rejection, Reply};
 
 /// Answers remembered for duplicate requests (docs/PROTOCOL.md, section 6).
@@ -107,6 +107,7 @@ struct State {
     answers: VecDeque<(u32, Option<Vec<Message>>)>,
     next_tag: u32,
     drops: LinkDrops,
+    unsent: Unsent,
 }
 
 #[derive(Debug)]
@@ -230,7 +231,7 @@ fn read_loop<R: Read + Write>(
                 info!("serial: hello from {:?}", hello.client);
                 vec![Message::Capabilities(capabilities(pipeline, settings))]
             }
-            Message::GetStatus => vec![Message::Status(status(pipeline, lock().drops))],
+            Message::GetStatus => vec![Message::Status(status(pipeline, &lock()))],
             Message::SegmentRequest(request) => {
                 match queue(state, id, || submit(request, id, &replies.segments, pipeline, settings, state)) {
                     Some(messages) => messages,
@@ -435,11 +436,14 @@ fn write_loop<W: Read + Write>(
                 },
                 Err(_) => { objects_done = true; continue }
             },
-            recv(heartbeats) -> _ => (Outgoing::Heartbeat, vec![Message::Status(status(pipeline, lock().drops))]),
+            recv(heartbeats) -> _ => (Outgoing::Heartbeat, vec![Message::Status(status(pipeline, &lock()))]),
         };
         match link.send_answer(outgoing.request_id(), messages) {
             Ok(()) => stall.written(),
-            Err(e) => stall.dropped(e, outgoing)?,
+            Err(e) => {
+                stall.dropped(e, outgoing)?;
+                lock().unsent = stall.total;
+            }
         }
     }
     Ok(())
@@ -461,12 +465,13 @@ impl Outgoing {
     }
 }
 
-/// A line that takes no bytes: since when, and what was dropped meanwhile.
+/// A line that takes no bytes: since when, what was dropped meanwhile, and
+/// in all since the line was opened (reported in Status).
 #[derive(Debug, Default)]
 struct Stall {
     since: Option<Instant>,
-    answers: u32,
-    heartbeats: u32,
+    meanwhile: Unsent,
+    total: Unsent,
 }
 
 impl Stall {
@@ -481,12 +486,14 @@ impl Stall {
             warn!("serial: the line takes no bytes (is anybody reading it?): dropping what cannot be written until it drains");
             self.since = Some(Instant::now());
         }
-        match what {
-            Outgoing::Heartbeat => self.heartbeats += 1,
-            Outgoing::Answer(request_id) => {
-                self.answers += 1;
-                debug!("serial: dropped the answer to request {request_id}; a resent request gets it");
+        for count in [&mut self.meanwhile, &mut self.total] {
+            match what {
+                Outgoing::Heartbeat => count.heartbeats = count.heartbeats.wrapping_add(1),
+                Outgoing::Answer(_) => count.answers = count.answers.wrapping_add(1),
             }
+        }
+        if let Outgoing::Answer(request_id) = what {
+            debug!("serial: dropped the answer to request {request_id}; a resent request gets it");
         }
         Ok(())
     }
@@ -496,10 +503,10 @@ impl Stall {
             info!(
                 "serial: the line drains again after {:.1} s; {} answers and {} heartbeats were dropped meanwhile",
                 since.elapsed().as_secs_f32(),
-                self.answers,
-                self.heartbeats
+                self.meanwhile.answers,
+                self.meanwhile.heartbeats
             );
-            (self.answers, self.heartbeats) = (0, 0);
+            self.meanwhile = Unsent::default();
         }
     }
 }
@@ -631,7 +638,8 @@ fn capabilities(pipeline: &Pipeline, settings: &ServerSettings) -> Capabilities 
     }
 }
 
-fn status(pipeline: &Pipeline, link_drops: LinkDrops) -> Status {
+/// The Status message: the pipeline's figures and the line's counters.
+fn status(pipeline: &Pipeline, line: &State) -> Status {
     let s = pipeline.status();
     Status {
         uptime_ms: s.uptime.as_millis() as u32,
@@ -647,7 +655,14 @@ fn status(pipeline: &Pipeline, link_drops: LinkDrops) -> Status {
         frames_superseded: s.frames_superseded,
         capture_errors: s.capture_errors,
         busy_rejections: s.busy_rejections,
-        link_drops,
+        link_drops: line.drops,
+        unsent: line.unsent,
+        encoder: match s.encoder {
+            model::EncoderState::Local => EncoderState::Local,
+            model::EncoderState::Remote => EncoderState::Remote,
+            model::EncoderState::Fallback => EncoderState::Fallback,
+            model::EncoderState::Down => EncoderState::Down,
+        },
     }
 }
 
@@ -746,10 +761,12 @@ mod tests {
         for what in [Outgoing::Heartbeat, Outgoing::Answer(4), Outgoing::Answer(5)] {
             stall.dropped(LinkError::Io(io::ErrorKind::TimedOut.into()), what).unwrap();
         }
-        assert_eq!((stall.answers, stall.heartbeats), (2, 1));
+        assert_eq!(stall.meanwhile, Unsent { answers: 2, heartbeats: 1 });
         assert!(stall.since.is_some());
         stall.written();
-        assert_eq!((stall.since, stall.answers, stall.heartbeats), (None, 0, 0));
+        assert_eq!((stall.since, stall.meanwhile), (None, Unsent::default()));
+        stall.dropped(LinkError::Io(io::ErrorKind::WouldBlock.into()), Outgoing::Answer(6)).unwrap();
+        assert_eq!(stall.total, Unsent { answers: 3, heartbeats: 1 }, "the total counts every stall");
         let gone = stall.dropped(LinkError::Io(io::ErrorKind::BrokenPipe.into()), Outgoing::Heartbeat).unwrap_err();
         assert!(format!("{gone:#}").contains("writing to the serial line"), "{gone:#}");
     }

@@ -9,6 +9,8 @@ Checks, and exits 1 on the first that fails:
   (a SegmentResult, Objects, or Busy: nothing else, nothing twice);
 - heartbeats (Status, request id 0) come at most 1.5 periods apart while the
   reader is present (from 1 s after it came back, once the backlog is read);
+- the daemon's Status counts what it could not write while nobody read the
+  line (`unsent`), and those counters never go down;
 - the daemon's resident memory grows by at most --rss-growth-mib from the
   end of the first cycle to the end of the run. glibc keeps freed blocks, so
   the resident size climbs for minutes towards its ceiling (seen: 381 -> 466
@@ -59,6 +61,7 @@ class Reader:
         self.heartbeat_s = heartbeat_s
         self.opened = time.monotonic()
         self.beats: list[float] = []
+        self.status: mc.Status | None = None  # the newest heartbeat's
         self.partial: dict[int, list[mc.Frame]] = {}
         self.answers: dict[int, list[list[mc.Frame]]] = {}
         self.frame_errors = 0
@@ -77,6 +80,7 @@ class Reader:
                 if item.request_id == 0:
                     if isinstance(item.message, mc.Status):
                         self.beats.append(time.monotonic())
+                        self.status = item.message
                     continue
                 self.partial.setdefault(item.request_id, []).append(item)
                 if not item.more:
@@ -111,6 +115,8 @@ def main() -> int:
     all_gaps: list[float] = []
     cycle_rss: list[float] = []  # at the end of each cycle
     width, height = 0, 0
+    unsent = {name: 0 for name in mc.UNSENT}
+    link_drops = {name: 0 for name in mc.LINK_DROPS}
 
     # Until the first frame is embedded, Capabilities says 0x0.
     first = Reader(args.port, heartbeat_s)
@@ -171,6 +177,11 @@ def main() -> int:
             fail(f"cycle {figures['cycles']}: heartbeat gaps up to {max(gaps, default=0):.3f} s "
                  f"(period {heartbeat_s} s, {len(gaps)} gaps)")
         all_gaps += gaps
+        if reader.status is None:
+            fail(f"cycle {figures['cycles']}: no heartbeat")
+        if any(reader.status.unsent[name] < unsent[name] for name in mc.UNSENT):
+            fail(f"cycle {figures['cycles']}: Status's unsent went down: {unsent} -> {reader.status.unsent}")
+        unsent, link_drops = reader.status.unsent, reader.status.link_drops
         figures["requests"] += len(sent)
         figures["answered"] += len(sent)
         figures["frame_errors"] += reader.frame_errors
@@ -195,6 +206,8 @@ def main() -> int:
         "seconds": round(time.monotonic() - started),
         "heartbeat_gap_ms": {"p50": pick(0.5), "p99": pick(0.99), "max": round(all_gaps[-1] * 1e3, 1),
                              "mean": round(statistics.fmean(all_gaps) * 1e3, 1)},
+        "unsent": unsent,
+        "link_drops": link_drops,
         "rss_mib": {"start": rss_start, "end": round(rss_end, 1), "cycles": cycle_rss},
     })
     print(json.dumps(figures), flush=True)
