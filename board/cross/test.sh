@@ -4,10 +4,13 @@
 # the real model, so that tract's aarch64 kernels compute the golden masks.
 #
 #   cortex-a76  NEON and FP16, as on Raspberry Pi 5, RK3588 and Jetson Orin
-#               (Cortex-A78AE): unit tests, then parity on f32, int8, and
-#               int8 with the f16 encoder (tract's FP16 kernels), the three
-#               in one test process, side by side on the machine's cores
-#               (qemu-user runs each guest thread on a host thread)
+#               (Cortex-A78AE): unit tests, then parity on f32 (the default
+#               model) and on int8 with the f16 encoder (tract's FP16
+#               kernels), the two in one test process, side by side on the
+#               machine's cores (qemu-user runs each guest thread on a host
+#               thread). The int8 model with the f32 encoder is not run
+#               here: its weights become f32 at load, so it runs the f32
+#               kernels checked here, and its parity runs on x86-64.
 #
 # tract looks for FP16 ("asimdhp") in /proc/cpuinfo, which qemu-user passes
 # through from the x86 host: the tests run in a private mount namespace
@@ -72,7 +75,7 @@ run() {
     timings+=("$(printf '%-34s %5d s' "$name" $((SECONDS - start)))")
 }
 run "unit tests, cortex-a76" cortex-a76 -- --lib --bins
-run "parity f32 + int8 + int8/f16" cortex-a76 -- --test parity
+run "parity f32 + int8/f16" cortex-a76 -- --test parity -- --skip quantized_model_stays_close_to_pytorch
 
 echo "aarch64 tests under qemu-aarch64 (wall time):"
 printf '  %s\n' "${timings[@]}"
