@@ -20,6 +20,10 @@
 #                                         clients (tests start their own
 #                                         broker on a loopback port)
 #                          openssl        makes the MQTT tests' TLS certificates
+#                          libpython3.X   only where python3 has no shared libpython:
+#                                         Triton's Python backend embeds it (the
+#                                         offload tests start a Triton server,
+#                                         models/triton/serve.sh)
 #
 # Debian packages go through apt-get, with sudo when not run as root.
 set -euo pipefail
@@ -44,6 +48,9 @@ if [[ $level != build ]]; then
 fi
 if [[ $level == tests ]]; then
     packages+=(mosquitto mosquitto-clients openssl)
+    python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_config_var("LIBDIR"), "libpython%d.%d.so.1.0" % sys.version_info[:2])))' ||
+        packages+=("libpython$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')")
 fi
 
 missing=()

@@ -7,7 +7,9 @@ window_attention.py, its full-resolution convolutions in stripes, see
 striped_convs.py, layer 1's MLPs in token chunks, see chunked_mlp.py),
 decoder.onnx (float32), encoder.int8.onnx, decoder.int8.onnx
 (weight-only int8), the decoder split into a per-frame and a per-prompt part
-(decoder_frame.onnx, decoder_points.onnx, float32, see split_decoder.py) and
+(decoder_frame.onnx, decoder_points.onnx, float32, see split_decoder.py), the
+host-side encoders of encoder offload (encoder_offload.onnx,
+encoder_offload.f16.onnx: uint8 image in, see offload_encoder.py) and
 manifest.json (written last, so its presence marks a complete export).
 """
 
@@ -30,6 +32,7 @@ from PIL import Image
 
 from split_decoder import FrameDecoder, PointDecoder
 from chunked_mlp import chunk_mlps
+from offload_encoder import export_offload
 from striped_convs import stripe_convs
 from window_attention import bound_window_attention
 
@@ -511,14 +514,18 @@ def main() -> None:
     if max(enc_errs) > MAX_EMBEDDING_REL_ERR or max(dec_diffs + split_diffs) > MAX_LOGIT_ABS_DIFF:
         sys.exit("maskd: ONNX export does not match PyTorch")
 
+    pixel_mean = [round(v, 4) for v in sam.pixel_mean.flatten().tolist()]
+    pixel_std = [round(v, 4) for v in sam.pixel_std.flatten().tolist()]
+    offload = export_offload(out, F32_FILES["encoder"], pixel_mean, pixel_std, image_size, "mobile_sam")
+
     manifest = {
         "format": 2,
         "model": "mobile_sam",
         "image_size": image_size,
         "mask_input_size": MASK_INPUT_SIZE,
         "embedding_shape": [embed_dim, *embed_hw],
-        "pixel_mean": [round(v, 4) for v in sam.pixel_mean.flatten().tolist()],
-        "pixel_std": [round(v, 4) for v in sam.pixel_std.flatten().tolist()],
+        "pixel_mean": pixel_mean,
+        "pixel_std": pixel_std,
         "variants": {
             "f32": {**{p: file_entry(out / f) for p, f in {**F32_FILES, **SPLIT_FILES}.items()},
                     "description": "float32"},
@@ -530,6 +537,8 @@ def main() -> None:
                    "checkpoint_sha256": CHECKPOINT_SHA256, "license": LICENSE},
         "export": {"script_hash": args.script_hash, "torch": torch.__version__.split("+")[0],
                    "opset": OPSET},
+        # The host side of encoder offload, checked by models/triton/serve.sh.
+        "offload": offload,
     }
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")

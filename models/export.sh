@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Export MobileSAM to ONNX for maskd (f32 + weight-only int8, with manifest.json).
+# Export MobileSAM to ONNX for maskd (f32 + weight-only int8, the encoder-offload
+# host's encoders, with manifest.json).
 #
 # Usage: models/export.sh [--goldens | --python] [OUT_DIR]
 #   OUT_DIR     output directory (default: $MASKD_MODEL_DIR, else models/mobile_sam)
@@ -18,7 +19,7 @@ for arg in "$@"; do
   case "$arg" in
     --goldens) goldens=1 ;;
     --python) print_python=1 ;;
-    -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "maskd: unknown option $arg" >&2; exit 2 ;;
     *) out="$arg" ;;
   esac
@@ -28,7 +29,7 @@ cache="${MASKD_CACHE:-$HOME/.cache/maskd}"
 mkdir -p "$out" "$cache"
 out="$(cd "$out" && pwd)"
 
-script_hash="$(cat "$here/export.py" "$here/split_decoder.py" "$here/striped_convs.py" "$here/chunked_mlp.py" "$here/window_attention.py" "$here/requirements.txt" | sha256sum | cut -d' ' -f1)"
+script_hash="$(cat "$here/export.py" "$here/split_decoder.py" "$here/striped_convs.py" "$here/chunked_mlp.py" "$here/window_attention.py" "$here/offload_encoder.py" "$here/requirements.txt" | sha256sum | cut -d' ' -f1)"
 
 # Up to date when the manifest comes from this exact script + pins and every
 # file it lists is intact. Uses the system python3 so no venv is needed.
@@ -40,12 +41,13 @@ try:
     manifest = json.loads((out / "manifest.json").read_text())
     if manifest["export"]["script_hash"] != want:
         sys.exit(1)
-    for variant in manifest["variants"].values():
-        for part in ("encoder", "decoder", "decoder_frame", "decoder_points"):
-            entry = variant[part]
-            data = (out / entry["file"]).read_bytes()
-            if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-                sys.exit(1)
+    entries = [variant[part] for variant in manifest["variants"].values()
+               for part in ("encoder", "decoder", "decoder_frame", "decoder_points")]
+    entries += [manifest["offload"][k] for k in ("f32", "f16")]
+    for entry in entries:
+        data = (out / entry["file"]).read_bytes()
+        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            sys.exit(1)
 except (OSError, KeyError, ValueError):
     sys.exit(1)
 EOF

@@ -24,6 +24,7 @@
 //! - [`eval`]: the interactive-segmentation benchmark (click protocol, NoC/NoF/mIoU).
 //! - [`everything`]: automatic mask generation (SAM's "segment everything" grid of prompts).
 //! - [`mqtt`]: fleets: status with a Last Will, answers, objects and remote prompts over an MQTT 5 broker (docs/MQTT.md).
+//! - [`offload`]: the image encoder on an inference server (Triton, KServe v2 gRPC), with this machine's as fallback (docs/OFFLOAD.md).
 //! - [`picture`]: image files and camera frames to RGB pixels, JPEG decoded as the reference decodes it.
 //! - [`pipeline`]: frames to embeddings (latest frame wins) and prompts to masks (bounded queue).
 //! - [`serial`]: the controller protocol over a serial line (docs/PROTOCOL.md): codec, link, mask geometry.
@@ -37,6 +38,7 @@ pub mod eval;
 pub mod everything;
 pub mod model;
 pub mod mqtt;
+pub mod offload;
 pub mod picture;
 pub mod pipeline;
 pub mod serial;

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use maskd::model::{BoxPrompt, Compute, Point, PointLabel, Precision, Sam};
+use maskd::offload::{self, Credentials, Endpoint, Fallback, RemoteSettings};
 
 /// `X,Y[,LABEL]`: a click in image pixels; LABEL 1 = object (default), 0 = background.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -110,6 +112,44 @@ pub struct ModelArgs {
     /// Model directory (holding manifest.json).
     #[arg(long = "model", env = "MASKD_MODEL", default_value = "models/mobile_sam")]
     dir: PathBuf,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// An inference server that runs the image encoder (docs/OFFLOAD.md).
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// Encode on an inference server (Triton, KServe v2 gRPC), e.g.
+    /// grpc://127.0.0.1:8001/mobile_sam_encoder; grpcs:// for TLS.
+    #[arg(long = "encoder-url", value_name = "URL")]
+    url: Option<Endpoint>,
+    /// Longest wait for the server's embedding before the fallback encodes.
+    #[arg(long = "encoder-deadline-ms", value_name = "MS", default_value_t = RemoteSettings::DEFAULT_DEADLINE.as_millis() as u64)]
+    deadline_ms: u64,
+    /// What encodes when the server fails: local (this machine) or none (an error).
+    #[arg(long = "encoder-fallback", default_value_t = Fallback::default(),
+          value_parser = PossibleValuesParser::new(Fallback::KEYS).try_map(|key| key.parse::<Fallback>()))]
+    fallback: Fallback,
+    /// A file holding a token sent as `authorization: Bearer TOKEN`.
+    #[arg(long = "encoder-token-file", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed a grpcs:// server's certificate (default: the system's roots).
+    #[arg(long = "encoder-ca-file", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// The server's settings, when `--encoder-url` was given.
+    fn settings(&self) -> Result<Option<RemoteSettings>> {
+        let Some(endpoint) = &self.url else { return Ok(None) };
+        let credentials = Credentials::read(self.ca_file.as_deref(), self.token_file.as_deref())?;
+        Ok(Some(RemoteSettings {
+            deadline: Duration::from_millis(self.deadline_ms),
+            fallback: self.fallback,
+            credentials,
+            ..RemoteSettings::new(endpoint.clone())
+        }))
+    }
 }
 
 /// `--precision`'s values, listed in `--help`, parsed by [`Precision`]'s `FromStr`.
@@ -123,7 +163,11 @@ pub fn compute_parser() -> impl TypedValueParser<Value = Compute> {
 }
 
 impl ModelArgs {
+    /// The model, its encoder on the server of `--encoder-url` if given.
     pub fn load(&self) -> Result<Sam> {
-        Sam::load_computing(&self.dir, self.precision, self.compute)
+        match self.remote.settings()? {
+            Some(remote) => Ok(offload::load(&self.dir, self.precision, self.compute, remote)?.0),
+            None => Sam::load_computing(&self.dir, self.precision, self.compute),
+        }
     }
 }

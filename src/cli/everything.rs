@@ -113,7 +113,7 @@ pub fn run(args: &EverythingArgs) -> Result<()> {
     let decode_s = last.decoding.as_secs_f64();
     println!("image      {} ({w}x{h})", args.image.display());
     println!("model      {} ({}), loaded in {:.0} ms", sam.manifest().model, sam.encoder_name(), load_s * 1000.0);
-    println!("encode     {:.0} ms", encode_s * 1000.0);
+    println!("encode     {:.0} ms ({})", encode_s * 1000.0, sam.encoder_state());
     println!(
         "prompts    {} ({n}x{n} grid, {} crop{}), decoded in {decode_s:.1} s ({:.1} prompts/s)",
         last.prompts,

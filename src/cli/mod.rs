@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod bench_offload;
 mod eval;
 mod everything;
 mod run;
@@ -24,6 +25,8 @@ enum Command {
     Segment(segment::SegmentArgs),
     /// Time maskd against ONNX Runtime: encoder, decoder, load time, peak memory.
     Bench(bench::BenchArgs),
+    /// Time this machine's encoder beside inference servers': per frame, bytes, daemon frames/s.
+    BenchOffload(bench_offload::BenchOffloadArgs),
     /// Measure mask quality on interactive-segmentation benchmarks (NoC, NoF, mIoU).
     Eval(eval::EvalArgs),
     /// Propose masks for everything in an image: SAM's automatic mask generator.
@@ -42,6 +45,7 @@ pub fn run() -> Result<()> {
         Command::Run(args) => run::run(&args),
         Command::Segment(args) => segment::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::BenchOffload(args) => bench_offload::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Everything(args) => everything::run(&args),
     }

@@ -119,7 +119,13 @@ fn candidate_json(c: &Candidate) -> serde_json::Value {
 fn report_json(args: &SegmentArgs, sam: &Sam, masks: &Masks, chosen: &Candidate, t: &Timings) -> serde_json::Value {
     json!({
         "image": { "path": args.image, "width": chosen.mask.width(), "height": chosen.mask.height() },
-        "model": { "name": sam.manifest().model, "precision": sam.precision().key(), "encoder": sam.encoder_name() },
+        "model": {
+            "name": sam.manifest().model,
+            "precision": sam.precision().key(),
+            "encoder": sam.encoder_name(),
+            // Where this image was encoded: local, remote, or fallback after a server failure.
+            "encoded": sam.encoder_state().key(),
+        },
         "mask": candidate_json(chosen),
         "candidates": masks.candidates.iter().map(candidate_json).collect::<Vec<_>>(),
         "timings_ms": { "load": t.load_ms, "encode": t.encode_ms, "decode": t.decode_ms },
@@ -131,7 +137,7 @@ fn print_report(args: &SegmentArgs, sam: &Sam, masks: &Masks, chosen: &Candidate
     let (w, h) = (chosen.mask.width(), chosen.mask.height());
     println!("image      {} ({w}x{h})", args.image.display());
     println!("model      {} ({}), loaded in {:.0} ms", sam.manifest().model, sam.encoder_name(), t.load_ms);
-    println!("encode     {:.0} ms", t.encode_ms);
+    println!("encode     {:.0} ms ({})", t.encode_ms, sam.encoder_state());
     println!("decode     {:.1} ms", t.decode_ms);
     println!(
         "mask       token {} ({}), predicted IoU {:.3}, stability {:.3}",

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::camera::{CameraSettings, FileSettings, PatternSettings};
 use crate::display::{FramebufferSettings, SnapshotSettings};
 use crate::model::{Compute, Precision};
+use crate::offload::{Fallback, RemoteSettings};
 use crate::touch::TouchSettings;
 
 /// Everything `maskd run` reads from its configuration file.
@@ -36,6 +37,61 @@ pub struct Config {
     pub log: LogConfig,
     /// Absent: no MQTT broker.
     pub mqtt: Option<MqttConfig>,
+    /// Where frames are embedded: this machine (the default) or a server.
+    #[serde(default)]
+    pub encoder: EncoderConfig,
+}
+
+/// The image encoder: on this machine, or on an inference server (docs/OFFLOAD.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderConfig {
+    #[serde(default)]
+    pub mode: EncoderMode,
+    /// With `mode = "remote"`: `grpc://host:port/model` or `grpcs://...` (TLS).
+    pub url: Option<String>,
+    /// Longest wait for one frame's embedding before the fallback encodes it.
+    #[serde(default = "default_encoder_deadline_ms")]
+    pub deadline_ms: u64,
+    #[serde(default)]
+    pub fallback: Fallback,
+    /// Frames sent to the server before the first one's embedding is back.
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
+    /// A file holding a token sent as `authorization: Bearer <token>`.
+    pub token_file: Option<PathBuf>,
+    /// With grpcs://: PEM CA certificates to trust; absent: the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderMode {
+    #[default]
+    Local,
+    Remote,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> EncoderConfig {
+        EncoderConfig {
+            mode: EncoderMode::Local,
+            url: None,
+            deadline_ms: default_encoder_deadline_ms(),
+            fallback: Fallback::default(),
+            in_flight: default_in_flight(),
+            token_file: None,
+            ca_file: None,
+        }
+    }
+}
+
+fn default_encoder_deadline_ms() -> u64 {
+    RemoteSettings::DEFAULT_DEADLINE.as_millis() as u64
+}
+
+fn default_in_flight() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -455,6 +511,7 @@ impl Config {
         if let Some(snapshots) = &mut self.everything.snapshots {
             resolve(&mut snapshots.dir);
         }
+        [&mut self.encoder.token_file, &mut self.encoder.ca_file].into_iter().flatten().for_each(resolve);
         if let Some(mqtt) = &mut self.mqtt {
             [&mut mqtt.password_file, &mut mqtt.ca_file, &mut mqtt.client_cert, &mut mqtt.client_key]
                 .into_iter()

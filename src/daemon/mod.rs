@@ -39,6 +39,7 @@ use crate::display::{run_live, Framebuffer, PngSnapshot, Screen};
 use crate::draw::Placement;
 use crate::model::{set_threads, Sam};
 use crate::mqtt::Mqtt;
+use crate::offload;
 use crate::pipeline::{FrameSource, Pipeline};
 use crate::serial::DRAIN_READ;
 use crate::touch::{run_taps, EvdevTouch};
@@ -108,7 +109,10 @@ pub fn run(settings: &Settings) -> Result<Exit> {
 fn start_pipeline(settings: &Settings) -> Result<Pipeline> {
     let model = &settings.model;
     set_threads(model.threads)?;
-    let sam = Sam::load_computing(&model.dir, model.precision, model.compute)?;
+    let sam = match &model.remote {
+        Some(remote) => offload::load(&model.dir, model.precision, model.compute, remote.clone())?.0,
+        None => Sam::load_computing(&model.dir, model.precision, model.compute)?,
+    };
     info!("model {} ({}) loaded from {}", sam.manifest().model, sam.encoder_name(), model.dir.display());
     Pipeline::start(Arc::new(sam), frame_source(settings), &settings.pipeline)
 }

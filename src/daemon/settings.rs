@@ -10,13 +10,14 @@ use anyhow::{bail, ensure, Context, Result};
 use log::LevelFilter;
 
 use super::config::{
-    CaptureConfig, Config, DisplayConfig, EverythingConfig, ModelConfig, MqttConfig, PipelineConfig, SerialConfig,
-    SnapshotsConfig, SourceConfig,
+    CaptureConfig, Config, DisplayConfig, EncoderConfig, EncoderMode, EverythingConfig, ModelConfig, MqttConfig,
+    PipelineConfig, SerialConfig, SnapshotsConfig, SourceConfig,
 };
 use crate::display::LiveSettings;
 use crate::everything;
 use crate::model::{Compute, Precision};
 use crate::mqtt::{self, Broker, Credentials, MqttSettings, Qos, StreamQos, TlsSettings, Topics};
+use crate::offload::{self, Endpoint, RemoteSettings};
 use crate::pipeline::{CaptureSettings, PipelineSettings};
 use crate::serial::ServerSettings;
 use crate::touch::TouchSettings;
@@ -47,13 +48,15 @@ pub struct Settings {
     pub mqtt: Option<MqttSettings>,
 }
 
-/// Which model runs, and on how many threads.
+/// Which model runs, on how many threads, and where its encoder runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSettings {
     pub dir: PathBuf,
     pub precision: Precision,
     pub compute: Compute,
     pub threads: usize,
+    /// `None`: the encoder runs on this machine.
+    pub remote: Option<RemoteSettings>,
 }
 
 /// The controller line.
@@ -117,7 +120,7 @@ impl Settings {
         );
         Ok(Settings {
             path: path.to_path_buf(),
-            model: model(config.model)?,
+            model: model(config.model, config.encoder)?,
             source: source(config.source)?,
             pipeline: pipeline(&config.pipeline, &config.capture)?,
             line: config.serial.map(|serial| line(serial, &everything)).transpose()?,
@@ -140,9 +143,41 @@ impl Settings {
     }
 }
 
-fn model(model: ModelConfig) -> Result<ModelSettings> {
+fn model(model: ModelConfig, encoder: EncoderConfig) -> Result<ModelSettings> {
     ensure!((1..=64).contains(&model.threads), "model.threads must be 1-64, got {}", model.threads);
-    Ok(ModelSettings { dir: model.dir, precision: model.precision, compute: model.compute, threads: model.threads })
+    Ok(ModelSettings {
+        dir: model.dir,
+        precision: model.precision,
+        compute: model.compute,
+        threads: model.threads,
+        remote: remote(encoder)?,
+    })
+}
+
+fn remote(encoder: EncoderConfig) -> Result<Option<RemoteSettings>> {
+    if encoder.mode == EncoderMode::Local {
+        return Ok(None);
+    }
+    let url = encoder
+        .url
+        .context("encoder.mode = \"remote\" needs encoder.url, such as grpc://192.168.1.20:8001/mobile_sam_encoder")?;
+    let endpoint: Endpoint = url.parse().context("encoder.url")?;
+    ensure!(
+        (100..=600_000).contains(&encoder.deadline_ms),
+        "encoder.deadline_ms must be 100-600000, got {}",
+        encoder.deadline_ms
+    );
+    ensure!((1..=8).contains(&encoder.in_flight), "encoder.in_flight must be 1-8, got {}", encoder.in_flight);
+    ensure!(encoder.ca_file.is_none() || endpoint.tls, "encoder.ca_file needs a grpcs:// url");
+    let credentials =
+        offload::Credentials::read(encoder.ca_file.as_deref(), encoder.token_file.as_deref()).context("[encoder]")?;
+    Ok(Some(RemoteSettings {
+        deadline: Duration::from_millis(encoder.deadline_ms),
+        fallback: encoder.fallback,
+        in_flight: encoder.in_flight,
+        credentials,
+        ..RemoteSettings::new(endpoint)
+    }))
 }
 
 fn source(source: SourceConfig) -> Result<SourceConfig> {
@@ -400,7 +435,13 @@ paths = ["images"]
         let settings = parse(MINIMAL).unwrap();
         assert_eq!(
             settings.model,
-            ModelSettings { dir: "models/mobile_sam".into(), precision: Precision::F32, compute: Compute::F32, threads: 1 }
+            ModelSettings {
+                dir: "models/mobile_sam".into(),
+                precision: Precision::F32,
+                compute: Compute::F32,
+                threads: 1,
+                remote: None
+            }
         );
         assert_eq!(settings.pipeline.capture.backoff_max, Duration::from_secs(8));
         assert_eq!((settings.line, settings.display, settings.log_level), (None, None, LevelFilter::Info));
@@ -416,6 +457,35 @@ paths = ["images"]
         assert_eq!(settings.display.unwrap().live.hold, Duration::from_millis(40));
         let port = parse(&format!("{MINIMAL}[serial]\ndevice = \"/dev/ttyAMA0\"\nbaud = 9600\n")).unwrap();
         assert_eq!(port.line.unwrap().device, SerialDevice::Port { path: "/dev/ttyAMA0".into(), baud: 9600 });
+    }
+
+    #[test]
+    fn an_encoder_block_becomes_remote_settings() {
+        assert_eq!(parse(&format!("{MINIMAL}[encoder]\nurl = \"grpc://h:1/m\"\n")).unwrap().model.remote, None, "mode local");
+        let text = format!(
+            "{MINIMAL}[encoder]\nmode = \"remote\"\nurl = \"grpc://10.0.0.2:18001/mobile_sam_encoder\"\n\
+             deadline_ms = 1500\nfallback = \"none\"\nin_flight = 2\n"
+        );
+        let remote = parse(&text).unwrap().model.remote.unwrap();
+        assert_eq!(remote.endpoint, "grpc://10.0.0.2:18001/mobile_sam_encoder".parse().unwrap());
+        assert_eq!((remote.deadline, remote.fallback, remote.in_flight), (Duration::from_millis(1500), offload::Fallback::None, 2));
+        let defaults = parse(&format!("{MINIMAL}[encoder]\nmode = \"remote\"\nurl = \"grpc://h/m\"\n")).unwrap();
+        let defaults = defaults.model.remote.unwrap();
+        assert_eq!((defaults.deadline, defaults.fallback, defaults.in_flight), (RemoteSettings::DEFAULT_DEADLINE, offload::Fallback::Local, 1));
+        for (block, expected) in [
+            ("mode = \"remote\"\n", "needs encoder.url"),
+            ("mode = \"far\"\n", "mode"),
+            ("mode = \"remote\"\nurl = \"http://h/m\"\n", "encoder.url"),
+            ("mode = \"remote\"\nurl = \"grpc://h/m\"\nfallback = \"gpu\"\n", "not a fallback"),
+            ("mode = \"remote\"\nurl = \"grpc://h/m\"\ndeadline_ms = 5\n", "encoder.deadline_ms"),
+            ("mode = \"remote\"\nurl = \"grpc://h/m\"\nin_flight = 0\n", "encoder.in_flight"),
+            ("mode = \"remote\"\nurl = \"grpc://h/m\"\nca_file = \"/etc/ca.pem\"\n", "needs a grpcs:// url"),
+            ("mode = \"remote\"\nurl = \"grpcs://h/m\"\ntoken_file = \"/nonexistent/token\"\n", "token file"),
+            ("url = \"grpc://h/m\"\ntoken = \"x\"\n", "token"),
+        ] {
+            let err = error_of(&format!("{MINIMAL}[encoder]\n{block}"));
+            assert!(err.contains(expected), "{block}: {err}");
+        }
     }
 
     #[test]

@@ -33,6 +33,13 @@ pub trait Encoder: Send + Sync + fmt::Debug {
     fn state(&self) -> EncoderState {
         EncoderState::Local
     }
+
+    /// How many frames may be encoded at once: more than one only where the
+    /// work happens elsewhere (a server), so that the network's latency
+    /// overlaps; a local encoder already uses every core for one frame.
+    fn parallel_frames(&self) -> usize {
+        1
+    }
 }
 
 /// Where an [`Encoder`] gets its embeddings, as Status reports it.

@@ -31,6 +31,7 @@ pub use manifest::{Manifest, ModelFile, Precision, Variant, MANIFEST_FILE};
 pub use mask::{Mask, PixelBox, Rle};
 pub use postprocess::{MASK_THRESHOLD, STABILITY_OFFSET};
 pub use preprocess::{Geometry, Size};
+pub use resize::resize_bilinear_rgb;
 pub use prompt::{BoxPrompt, LowResMask, Point, PointLabel, Prompt, PromptError};
 pub use session::set_threads;
 pub use shape::{shape, Shape};
@@ -96,6 +97,11 @@ impl Sam {
     /// Where embeddings come from right now.
     pub fn encoder_state(&self) -> EncoderState {
         self.encoder.state()
+    }
+
+    /// How many frames may be encoded at once ([`Encoder::parallel_frames`]).
+    pub fn parallel_frames(&self) -> usize {
+        self.encoder.parallel_frames().max(1)
     }
 
     /// Encodes an image (the heavy, once-per-frame step), including the

@@ -30,16 +30,22 @@ impl EmbeddingCache {
         EmbeddingCache { kept, entries: Mutex::new(VecDeque::with_capacity(kept)), newest: Latest::new() }
     }
 
-    /// Adds the newest frame, forgetting the oldest beyond `kept`.
-    pub fn push(&self, embedded: EmbeddedFrame) {
+    /// Adds the newest frame, forgetting the oldest beyond `kept`. A frame
+    /// older than the newest kept one (encoded in parallel, finished later)
+    /// is not kept: latest frame wins. Returns whether it was kept.
+    pub fn push(&self, embedded: EmbeddedFrame) -> bool {
         let embedded = Arc::new(embedded);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.back().is_some_and(|newest| newest.frame.id > embedded.frame.id) {
+            return false;
+        }
         if entries.len() == self.kept {
             entries.pop_front();
         }
         entries.push_back(embedded.clone());
         drop(entries);
         self.newest.put(embedded);
+        true
     }
 
     pub fn latest(&self) -> Option<Arc<EmbeddedFrame>> {

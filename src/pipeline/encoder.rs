@@ -22,7 +22,9 @@ pub(crate) fn run(shared: &Shared) {
             Ok(embedding) => {
                 let encode = start.elapsed();
                 counters.record_encode(encode);
-                shared.cache.push(EmbeddedFrame { frame, embedding, encode });
+                if !shared.cache.push(EmbeddedFrame { frame, embedding, encode }) {
+                    counters.frames_superseded.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Err(e) => {
                 counters.encoder_errors.fetch_add(1, Ordering::Relaxed);

@@ -128,16 +128,18 @@ impl Pipeline {
                 drop(capture_alive);
             })
         })?;
-        let threads = vec![
-            spawn("encoder", {
+        // One encoder worker per frame the encoder takes at once: more than
+        // one only for a server, whose network time then overlaps.
+        let mut threads = (0..shared.sam.parallel_frames())
+            .map(|_| {
                 let shared = shared.clone();
-                Box::new(move || encoder::run(&shared))
-            })?,
-            spawn("decoder", {
-                let shared = shared.clone();
-                Box::new(move || decoder::run(&shared, &prompt_queue, &everything_queue))
-            })?,
-        ];
+                spawn("encoder", Box::new(move || encoder::run(&shared)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        threads.push(spawn("decoder", {
+            let shared = shared.clone();
+            Box::new(move || decoder::run(&shared, &prompt_queue, &everything_queue))
+        })?);
         let queues = Queues { prompts, everything };
         Ok(Pipeline { queues: Mutex::new(Some(queues)), shared, threads: Mutex::new(threads), capture_done })
     }
