@@ -48,9 +48,12 @@ if [[ $level != build ]]; then
 fi
 if [[ $level == tests ]]; then
     packages+=(mosquitto mosquitto-clients openssl)
-    python3 -c 'import os, sys, sysconfig
-sys.exit(not os.path.exists(os.path.join(sysconfig.get_config_var("LIBDIR"), "libpython%d.%d.so.1.0" % sys.version_info[:2])))' ||
-        packages+=("libpython$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')")
+    # The Debian package of the shared libpython, when python3 lacks one.
+    libpython=$(python3 -c 'import os, sys, sysconfig
+v = sys.version_info[:2]
+if not os.path.exists(os.path.join(sysconfig.get_config_var("LIBDIR") or "", "libpython%d.%d.so.1.0" % v)):
+    print("libpython%d.%d" % v)' 2>/dev/null) || libpython=""
+    [[ -z $libpython ]] || packages+=("$libpython")
 fi
 
 missing=()

@@ -288,8 +288,8 @@ fn a_listener_that_never_speaks_grpc_times_out_into_the_fallback() {
     assert_eq!(sam.encoder_state(), maskd::model::EncoderState::Fallback);
 }
 
-/// A daemon whose encoder is `url` with the local fallback, frames from a
-/// looping folder, the line on a pty.
+/// A daemon whose encoder is `url` with the local fallback and two frames
+/// in flight, frames from a looping folder, the line on a pty.
 fn daemon_config(dir: &Path, url: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("frames")).unwrap();
     std::fs::copy(golden_image(), dir.join("frames/chelsea.png")).unwrap();
@@ -304,6 +304,7 @@ mode = "remote"
 url = "{url}"
 deadline_ms = 20000
 fallback = "local"
+in_flight = 2
 
 [source]
 kind = "files"

@@ -123,6 +123,9 @@ pub struct RemoteEncoder {
     embedding_shape: [usize; 3],
     input_side: u32,
     local: Option<Arc<dyn Encoder>>,
+    /// One local encoding at a time, however many frames are in flight: the
+    /// local encoder already uses every core, and each run holds its activations.
+    local_turn: Mutex<()>,
     link: Mutex<Link>,
 }
 
@@ -187,6 +190,7 @@ impl RemoteEncoder {
             embedding_shape: manifest.embedding_shape,
             input_side: manifest.image_size as u32,
             local: if settings.fallback == Fallback::Local { local } else { None },
+            local_turn: Mutex::new(()),
             link: Mutex::new(Link {
                 state: EncoderState::Remote,
                 spec: None,
@@ -325,7 +329,10 @@ impl Encoder for RemoteEncoder {
             anyhow::anyhow!("{} failed before; asking again in at most {} s", self.settings.endpoint, MAX_BACKOFF.as_secs())
         };
         match &self.local {
-            Some(local) => local.embed(image),
+            Some(local) => {
+                let _turn = self.local_turn.lock().unwrap_or_else(PoisonError::into_inner);
+                local.embed(image)
+            }
             None => Err(failure.context("the encoder server does not answer and no fallback is configured")),
         }
     }

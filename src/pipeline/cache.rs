@@ -68,3 +68,33 @@ impl EmbeddingCache {
         &self.newest
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tract_onnx::prelude::Tensor;
+
+    use super::*;
+    use crate::model::{Geometry, Size};
+
+    fn embedded(id: u32) -> EmbeddedFrame {
+        let image = Arc::new(image::RgbImage::new(4, 4));
+        let geometry = Geometry::new(Size::new(4, 4), 1024);
+        let embedding = Embedding::new(Tensor::zero::<f32>(&[1, 1, 1, 1]).unwrap(), geometry);
+        EmbeddedFrame { frame: Frame { id, captured: Instant::now(), image }, embedding, encode: Duration::ZERO }
+    }
+
+    #[test]
+    fn frames_encoded_side_by_side_keep_the_newest_and_drop_a_late_older_one() {
+        let cache = EmbeddingCache::new(3);
+        assert!(cache.push(embedded(1)));
+        assert!(cache.push(embedded(3)));
+        // Frame 2 was sent before 3 but answered after it: latest frame wins.
+        assert!(!cache.push(embedded(2)));
+        assert_eq!(cache.ids(), [1, 3]);
+        assert_eq!(cache.latest().unwrap().frame.id, 3);
+        assert!(cache.push(embedded(4)) && cache.push(embedded(5)));
+        assert_eq!(cache.ids(), [3, 4, 5], "the oldest beyond `kept` is forgotten");
+    }
+}
