@@ -159,7 +159,7 @@ fn masks_through_triton_are_the_local_ones() {
     let (remote, remote_mask) = segment(&dir, "remote", &["--encoder-url", &url, "--encoder-fallback", "none"]);
     assert_eq!(local["model"]["encoded"], "local");
     assert_eq!(remote["model"]["encoded"], "remote", "{remote}");
-    assert_eq!(remote["model"]["encoder"], format!("remote {url}"));
+    assert_eq!(remote["model"]["encoder"], "remote-mobile_sam_encoder");
     assert_eq!(local_mask.iou(&remote_mask), 1.0, "the f32 embedding from Triton gives another mask");
 
     // Every golden prompt (but refinements) on two photos, against both of the server's encoders.

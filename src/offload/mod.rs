@@ -337,8 +337,13 @@ impl Encoder for RemoteEncoder {
         }
     }
 
+    /// `remote-<model>` (`-v<N>` for a pinned version): a file name's part, as `maskd eval` uses it.
     fn name(&self) -> String {
-        format!("remote {}", self.settings.endpoint)
+        let endpoint = &self.settings.endpoint;
+        match endpoint.version.as_str() {
+            "" => format!("remote-{}", endpoint.model),
+            version => format!("remote-{}-v{version}", endpoint.model),
+        }
     }
 
     fn state(&self) -> EncoderState {
