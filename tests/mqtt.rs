@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::model_dir;
+use common::{make_certificates, model_dir};
 use serde_json::Value;
 
 /// Messages the daemon keeps for an absent broker.
@@ -63,33 +63,6 @@ fn wait_for<T>(within: Duration, what: impl Fn() -> String, mut ready: impl FnMu
         assert!(Instant::now() < until, "{}", what());
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A test CA and a certificate for localhost and 127.0.0.1 signed by it.
-fn make_certificates(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run_checked(
-        Command::new("openssl")
-            .args(["req", "-x509"])
-            .args(ec)
-            .args(["-days", "2", "-subj", "/CN=maskd test CA"])
-            .args(["-keyout", "ca.key", "-out", "ca.pem"])
-            .current_dir(dir),
-    );
-    run_checked(
-        Command::new("openssl")
-            .arg("req")
-            .args(ec)
-            .args(["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"])
-            .current_dir(dir),
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run_checked(
-        Command::new("openssl")
-            .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"])
-            .args(["-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"])
-            .current_dir(dir),
-    );
 }
 
 /// Mosquitto with a plain and a TLS listener, passwords required, and

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cases, model_dir};
+use common::{cases, make_certificates, model_dir};
 use maskd::model::{Compute, Mask, Precision, Sam};
 use maskd::offload::{self, Fallback, RemoteSettings};
 
@@ -45,16 +45,18 @@ struct Triton {
     http: u16,
     log: PathBuf,
     repository: Option<PathBuf>,
+    /// More options of serve.sh, such as TLS.
+    extra: Vec<String>,
 }
 
 impl Triton {
     /// Serves the exported encoders (or `repository`) on fresh loopback
     /// ports; waits until the server says it is ready.
     fn start(scratch: &Path, repository: Option<&Path>) -> Triton {
-        Triton::start_on(scratch, repository, free_port(), free_port())
+        Triton::start_on(scratch, repository, free_port(), free_port(), &[])
     }
 
-    fn start_on(scratch: &Path, repository: Option<&Path>, grpc: u16, http: u16) -> Triton {
+    fn start_on(scratch: &Path, repository: Option<&Path>, grpc: u16, http: u16, extra: &[String]) -> Triton {
         let log = scratch.join(format!("triton-{grpc}.log"));
         let mut command = Command::new(repo().join("models/triton/serve.sh"));
         command
@@ -64,12 +66,14 @@ impl Triton {
         if let Some(repository) = repository {
             command.arg("--repository").arg(repository);
         }
+        command.args(extra);
         let child = command
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
             .spawn()
             .expect("starting models/triton/serve.sh");
-        let mut triton = Triton { child, grpc, http, log, repository: repository.map(Path::to_path_buf) };
+        let mut triton =
+            Triton { child, grpc, http, log, repository: repository.map(Path::to_path_buf), extra: extra.to_vec() };
         // The first start on a machine makes the server's venv.
         let until = Instant::now() + Duration::from_secs(600);
         while !triton.ready() {
@@ -110,7 +114,7 @@ impl Triton {
     /// The same server again, on the same ports.
     fn restart(&mut self, scratch: &Path) {
         self.kill();
-        let again = Triton::start_on(scratch, self.repository.as_deref(), self.grpc, self.http);
+        let again = Triton::start_on(scratch, self.repository.as_deref(), self.grpc, self.http, &self.extra);
         *self = again;
     }
 }
@@ -256,6 +260,38 @@ fn wrong_models_are_named_and_a_stalled_server_falls_back_after_the_deadline() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("1500 ms deadline"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn grpcs_checks_the_servers_certificate_against_the_ca_file() {
+    let dir = scratch("tls");
+    make_certificates(&dir);
+    let tls = ["--tls-cert", "server.pem", "--tls-key", "server.key"].map(|a| match a.ends_with(".pem") || a.ends_with(".key") {
+        true => dir.join(a).to_str().unwrap().to_string(),
+        false => a.to_string(),
+    });
+    let triton = Triton::start_on(&dir, None, free_port(), free_port(), &tls);
+    // Triton does not check tokens (a gateway in front of it would): here the token file is only read.
+    std::fs::write(dir.join("token"), "board-7-secret\n").unwrap();
+    let (ca, token) = (dir.join("ca.pem"), dir.join("token"));
+    let url = format!("grpcs://localhost:{}/mobile_sam_encoder_f16", triton.grpc);
+    let (report, _) = segment(&dir, "tls", &[
+        "--encoder-url", &url, "--encoder-fallback", "none",
+        "--encoder-ca-file", ca.to_str().unwrap(), "--encoder-token-file", token.to_str().unwrap(),
+    ]);
+    assert_eq!(report["model"]["encoded"], "remote", "{report}");
+    // The system's CAs do not know the test CA: the certificate is refused, and said so.
+    let image = golden_image();
+    let out = maskd(&["segment", "--image", image.to_str().unwrap(), "--point", "255,180", "--out", "/dev/null",
+        "--encoder-url", &url, "--encoder-fallback", "none"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.to_lowercase().contains("certificate"), "{err}");
+    // Plain HTTP/2 to the TLS port does not get through either.
+    let plain = format!("grpc://127.0.0.1:{}/mobile_sam_encoder_f16", triton.grpc);
+    let out = maskd(&["segment", "--image", image.to_str().unwrap(), "--point", "255,180", "--out", "/dev/null",
+        "--encoder-url", &plain, "--encoder-fallback", "none", "--encoder-deadline-ms", "3000"]);
+    assert!(!out.status.success(), "plain gRPC to a TLS port was answered");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

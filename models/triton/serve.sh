@@ -11,6 +11,9 @@
 #   --threads N        onnxruntime threads per model (default 0: all CPUs)
 #   --repository DIR   serve this model repository instead of the exported
 #                      encoders (its Python-backend models run in the same venv)
+#   --tls-cert FILE --tls-key FILE
+#                      gRPC over TLS (grpcs:// for the boards) with this PEM
+#                      certificate chain and key
 #   --python           print the path of the Triton venv's python (creating the
 #                      venv if needed; it has tritonclient) and exit
 # Serves mobile_sam_encoder (float32 embeddings) and mobile_sam_encoder_f16
@@ -26,12 +29,14 @@ address=127.0.0.1
 model_dir="${MASKD_MODEL:-$here/../mobile_sam}"
 threads=0
 repository=""
+tls_cert=""
+tls_key=""
 print_python=0
 
 die() { echo "maskd: $*" >&2; exit 1; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --grpc-port | --http-port | --address | --model-dir | --threads | --repository)
+    --grpc-port | --http-port | --address | --model-dir | --threads | --repository | --tls-cert | --tls-key)
       [[ $# -ge 2 ]] || die "$1 needs a value"
       case "$1" in
         --grpc-port) grpc_port="$2" ;;
@@ -40,13 +45,20 @@ while [[ $# -gt 0 ]]; do
         --model-dir) model_dir="$2" ;;
         --threads) threads="$2" ;;
         --repository) repository="$2" ;;
+        --tls-cert) tls_cert="$2" ;;
+        --tls-key) tls_key="$2" ;;
       esac
       shift 2 ;;
     --python) print_python=1; shift ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -e/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "maskd: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+tls=()
+if [[ -n "$tls_cert$tls_key" ]]; then
+  [[ -f "$tls_cert" && -f "$tls_key" ]] || die "--tls-cert and --tls-key name the PEM certificate and key, together"
+  tls=(--grpc-use-ssl=true --grpc-server-cert="$tls_cert" --grpc-server-key="$tls_key")
+fi
 for n in "$grpc_port" "$http_port" "$threads"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "ports and --threads take a number, got '$n'"
 done
@@ -157,7 +169,7 @@ echo "maskd: Triton on $address, gRPC port $grpc_port, HTTP port $http_port, rep
 # complete: no stub starts just to auto-complete them.
 exec "$pytriton/bin/tritonserver" \
   --model-repository="$repository" --backend-directory="$backends" --disable-auto-complete-config \
-  --grpc-address="$address" --grpc-port="$grpc_port" \
+  --grpc-address="$address" --grpc-port="$grpc_port" "${tls[@]}" \
   --http-address="$address" --http-port="$http_port" \
   --allow-metrics=false --allow-gpu-metrics=false \
   --pinned-memory-pool-byte-size=0 \

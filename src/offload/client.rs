@@ -365,7 +365,13 @@ impl ServerError {
 }
 
 fn status_error(endpoint: &Endpoint, doing: &str, status: tonic::Status) -> anyhow::Error {
-    let message = status.message();
+    // The transport's own errors (refused, TLS) are in the sources, not the message.
+    let mut message = status.message().to_string();
+    let mut source = std::error::Error::source(&status);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
     let (unreachable, why) = match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             (true, format!("{doing}: the server does not answer ({message})"))

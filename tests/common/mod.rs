@@ -115,6 +115,34 @@ pub fn client_python() -> PathBuf {
 }
 
 fn run_checked(command: &mut Command) {
-    let out = command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    let out = command.output().unwrap_or_else(|e| panic!("running {command:?}: {e} (./setup.sh --tests installs it)"));
     assert!(out.status.success(), "{command:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
+/// A test CA (`ca.pem`, `ca.key`) and a server certificate it signed for
+/// localhost and 127.0.0.1 (`server.pem`, `server.key`) in `dir`, by openssl.
+pub fn make_certificates(dir: &Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run_checked(
+        Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-days", "2", "-subj", "/CN=maskd test CA"])
+            .args(["-keyout", "ca.key", "-out", "ca.pem"])
+            .current_dir(dir),
+    );
+    run_checked(
+        Command::new("openssl")
+            .arg("req")
+            .args(ec)
+            .args(["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"])
+            .current_dir(dir),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    run_checked(
+        Command::new("openssl")
+            .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"])
+            .args(["-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"])
+            .current_dir(dir),
+    );
 }
