@@ -6,7 +6,9 @@ pseudo-terminal's buffer, then closed and opened again by a new reader. Repeats 
 
 Checks, and exits 1 on the first that fails:
 - every request sent while the reader was present is answered exactly once
-  (a SegmentResult, Objects, or Busy: nothing else, nothing twice);
+  (a SegmentResult, Objects, or Busy: nothing else, nothing twice; or, where
+  the frames differ in size, an InvalidPrompt naming a newer frame's smaller
+  size: then the points keep inside every size seen);
 - heartbeats (Status, request id 0) come at most 1.5 periods apart while the
   reader is present (from 1 s after it came back, once the backlog is read);
 - the daemon's Status counts what it could not write while nobody read the
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -111,7 +114,7 @@ def main() -> int:
     next_id = rng.randrange(1, 1 << 30)
     started = time.monotonic()
     figures = {"cycles": 0, "requests": 0, "answered": 0, "busy": 0, "everything": 0,
-               "left_unread": 0, "frame_errors": 0}
+               "outside_a_smaller_frame": 0, "left_unread": 0, "frame_errors": 0}
     all_gaps: list[float] = []
     cycle_rss: list[float] = []  # at the end of each cycle
     width, height = 0, 0
@@ -140,8 +143,12 @@ def main() -> int:
         caps = reader.answers.get(hello_id)
         if not caps or not isinstance(caps[0][0].message, mc.Capabilities):
             fail(f"cycle {figures['cycles']}: no Capabilities after the reader came back ({caps})")
-        width, height = caps[0][0].message.image_width, caps[0][0].message.image_height
+        # Points stay inside every frame size seen: frames may change size.
+        announced = caps[0][0].message
+        width = min(width, announced.image_width) if width else announced.image_width
+        height = min(height, announced.image_height) if height else announced.image_height
         sent: dict[int, str] = {}
+        points: dict[int, mc.Point] = {}
         until = time.monotonic() + args.present
         last_everything = time.monotonic()
         while time.monotonic() < until:
@@ -154,6 +161,7 @@ def main() -> int:
                 point = mc.Point(rng.randrange(max(1, width)), rng.randrange(max(1, height)), mc.Label.FOREGROUND)
                 reader.send(mc.SegmentRequest([point], None, None, mc.MaskEncoding.RLE, 4), request_id)
                 sent[request_id] = "segment"
+                points[request_id] = point
             reader.read_for(args.prompt_every)
         # Everything jobs yield to prompts: on a loaded machine they finish last.
         deadline = time.monotonic() + 180
@@ -165,8 +173,14 @@ def main() -> int:
             if len(answers) != 1:
                 fail(f"request {request_id} ({kind}) answered {len(answers)} times")
             head = answers[0][0].message
+            smaller = isinstance(head, mc.ErrorReply) and head.code == mc.ErrorCode.INVALID_PROMPT and \
+                re.search(r"outside the (\d+)x(\d+) image", head.message)
             if isinstance(head, mc.ErrorReply) and head.code == mc.ErrorCode.BUSY:
                 figures["busy"] += 1
+            elif kind == "segment" and smaller and \
+                    (points[request_id].x >= int(smaller[1]) or points[request_id].y >= int(smaller[2])):
+                figures["outside_a_smaller_frame"] += 1
+                width, height = min(width, int(smaller[1])), min(height, int(smaller[2]))
             elif kind == "segment" and not isinstance(head, mc.SegmentResult):
                 fail(f"request {request_id}: {head}")
             elif kind == "everything" and not isinstance(head, mc.Objects):
