@@ -15,10 +15,11 @@ Checks, and exits 1 on the first that fails:
   line (`unsent`), and those counters never go down;
 - the daemon's resident memory grows by at most --rss-growth-mib from the
   end of the first cycle to the end of the run. glibc keeps freed blocks, so
-  the resident size climbs for minutes towards its ceiling (seen: 381 -> 466
-  MiB over 5 minutes, down to 442 and up again); the default bound, 128 MiB,
-  catches a leak of a frame's tensors per frame (several MiB a second), not
-  a slow one: the figures per cycle and a long run by hand show that.
+  the resident size moves within a band rather than staying put: over 30
+  minutes on board/demo.toml (47 cycles) it stayed between 416 and 465 MiB
+  after the first cycle and ended at 429. The default bound, 128 MiB,
+  catches a leak of a frame's tensors per frame (several MiB a second); the
+  figures per cycle of a long run by hand show a slow one.
 
 Prints one JSON line of figures at the end. Used by tests/daemon.rs for a
 short run in CI; run it by hand for longer (docs/PROTOCOL.md, "A line
