@@ -71,7 +71,7 @@ pub fn run(args: &BenchOffloadArgs) -> Result<()> {
     let local = Arc::new(Sam::load(&args.model, Precision::F32)?);
     let times = encode_times(&local, &images, args.frames)?;
     let total = median(&times);
-    let fps = daemon_fps(&local, args)?;
+    let fps = daemon_fps(local.clone(), args)?;
     rows.push(Row {
         name: format!("local f32, {} thread(s)", args.threads),
         total,
@@ -122,11 +122,11 @@ fn remote_row(args: &BenchOffloadArgs, endpoint: &Endpoint, images: &[RgbImage])
     }
     let wire = encoder.output_type().map_or("?", |t| t.key());
     drop((sam, encoder));
-    let mut daemon_fps = Vec::new();
+    let mut fps_by_in_flight = Vec::new();
     for &in_flight in &args.in_flight {
         let settings = RemoteSettings { in_flight, ..settings.clone() };
         let (sam, _) = offload::load(&args.model, Precision::F32, Compute::F32, settings)?;
-        daemon_fps.push((in_flight, daemon_fps_of(Arc::new(sam), args)?));
+        fps_by_in_flight.push((in_flight, daemon_fps(Arc::new(sam), args)?));
     }
     Ok(Row {
         name: format!("{} ({wire})", endpoint.model),
@@ -138,7 +138,7 @@ fn remote_row(args: &BenchOffloadArgs, endpoint: &Endpoint, images: &[RgbImage])
         decode: median(&samples.decode),
         sent: samples.sent,
         received: samples.received,
-        daemon_fps,
+        daemon_fps: fps_by_in_flight,
     })
 }
 
@@ -173,13 +173,9 @@ fn encode_times(sam: &Sam, images: &[RgbImage], frames: usize) -> Result<Vec<f64
         .collect()
 }
 
-fn daemon_fps(sam: &Arc<Sam>, args: &BenchOffloadArgs) -> Result<f32> {
-    daemon_fps_of(sam.clone(), args)
-}
-
 /// Frames a daemon embeds per second from a camera faster than its encoder
 /// (the images looping at 30 fps), over `args.seconds`.
-fn daemon_fps_of(sam: Arc<Sam>, args: &BenchOffloadArgs) -> Result<f32> {
+fn daemon_fps(sam: Arc<Sam>, args: &BenchOffloadArgs) -> Result<f32> {
     let source = FileSource::new(FileSettings { paths: args.images.clone(), repeat: true, fps: 30.0 });
     let settings = PipelineSettings { embeddings_kept: 2, queue_capacity: 4, capture: CaptureSettings::default() };
     let pipeline = Pipeline::start(sam, Box::new(source), &settings)?;

@@ -79,6 +79,21 @@ pub fn encoder_input(
     Ok(input)
 }
 
+/// The first half of [`encoder_input`], for an encoder elsewhere that
+/// normalizes and pads itself (encoder offload): the resized image as planar
+/// RGB bytes, `[3, resized.height, resized.width]`.
+pub fn planar_pixels(image: &RgbImage, geometry: &Geometry) -> Vec<u8> {
+    let resized = resize_bilinear_rgb(image, geometry.resized.width, geometry.resized.height);
+    let plane = (geometry.resized.width * geometry.resized.height) as usize;
+    let mut bytes = vec![0u8; 3 * plane];
+    for (i, pixel) in resized.pixels().enumerate() {
+        for c in 0..3 {
+            bytes[c * plane + i] = pixel[c];
+        }
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

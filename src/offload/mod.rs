@@ -33,7 +33,7 @@ use anyhow::{bail, Context, Error, Result};
 use image::RgbImage;
 use log::{debug, info, warn};
 
-use crate::model::{self, resize_bilinear_rgb, Compute, Embedding, Encoder, EncoderState, Geometry, Manifest, Precision, Sam, Size};
+use crate::model::{self, planar_pixels, Compute, Embedding, Encoder, EncoderState, Geometry, Manifest, Precision, Sam, Size};
 pub use client::{Client, Credentials, Datatype, Exchange, ModelSpec, Planes, ServerError, ServerTime};
 pub use endpoint::{Endpoint, DEFAULT_PORT};
 
@@ -265,7 +265,7 @@ impl RemoteEncoder {
     fn remote_embed(&self, image: &RgbImage, geometry: Geometry) -> Result<Embedding> {
         let spec = self.spec()?;
         let started = Instant::now();
-        let planes = planes(image, &geometry);
+        let planes = Planes { width: geometry.resized.width, height: geometry.resized.height, bytes: planar_pixels(image, &geometry) };
         let prepare = started.elapsed();
         let sent = Instant::now();
         let (features, exchange) = self.within_deadline(self.client.embed(&spec, planes, self.embedding_shape))?;
@@ -370,18 +370,4 @@ pub fn load(dir: &Path, precision: Precision, compute: Compute, remote: RemoteSe
     let encoder = Arc::new(RemoteEncoder::connect(remote, &manifest, local)?);
     let sam = Sam::with_encoder(manifest, precision, encoder.clone())?;
     Ok((sam, encoder))
-}
-
-/// The resized frame as the offload encoder takes it: planar RGB bytes.
-fn planes(image: &RgbImage, geometry: &Geometry) -> Planes {
-    let (width, height) = (geometry.resized.width, geometry.resized.height);
-    let resized = resize_bilinear_rgb(image, width, height);
-    let plane = (width * height) as usize;
-    let mut bytes = vec![0u8; 3 * plane];
-    for (i, pixel) in resized.pixels().enumerate() {
-        for c in 0..3 {
-            bytes[c * plane + i] = pixel[c];
-        }
-    }
-    Planes { width, height, bytes }
 }
