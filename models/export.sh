@@ -70,6 +70,13 @@ pip_install() {
 }
 
 ensure_venv() {
+  [[ -f "$venv/.installed" ]] && return
+  # Commands started at once on a fresh cache (tests asking for --python)
+  # would build the same venv over each other: one builds it, the others wait.
+  mkdir -p "$cache"
+  local lock
+  exec {lock}>"$venv.lock"
+  flock "$lock"
   if [[ ! -f "$venv/.installed" ]]; then
     echo "maskd: creating venv $venv"
     rm -rf "$venv"
@@ -77,6 +84,7 @@ ensure_venv() {
     pip_install "$here/requirements.txt"
     touch "$venv/.installed"
   fi
+  exec {lock}>&-
 }
 
 if [[ $print_python == 1 ]]; then

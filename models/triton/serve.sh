@@ -75,6 +75,17 @@ backends="$venv/triton-backends"
 
 ensure_venv() {
   [[ -f "$venv/.installed" ]] && return
+  # Several servers may start at once on a fresh cache (the offload tests
+  # start three): one creates the venv while the others wait for it.
+  mkdir -p "$cache"
+  local lock
+  exec {lock}>"$venv.lock"
+  flock "$lock"
+  [[ -f "$venv/.installed" ]] || create_venv
+  exec {lock}>&-
+}
+
+create_venv() {
   echo "maskd: creating venv $venv"
   rm -rf "$venv"
   python3 -m venv "$venv"
