@@ -102,3 +102,41 @@ fn missing_python_names_the_command_that_creates_it() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("/nonexistent/python") && err.contains("models/export.sh"), "{err}");
 }
+
+/// `maskd profile`: every node timed, the parts adding up to the whole, and
+/// the plan it times: TinyViT's 10 window attentions each one fused operator.
+#[test]
+fn profile_times_every_node_of_the_plan_with_fused_attentions() {
+    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["profile", "--precision", "f32", "--runs", "1", "--json", "--model"])
+        .arg(model_dir())
+        .arg("--image")
+        .arg(golden_dir().join("images/chelsea.png"))
+        .output()
+        .unwrap();
+    let profile: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((profile["encoder"].as_str(), profile["threads"].as_u64()), (Some("f32"), Some(1)));
+    let nodes = profile["nodes"].as_array().unwrap();
+    let ops = profile["ops"].as_array().unwrap();
+    assert!(nodes.len() > 100, "{} nodes", nodes.len());
+    let sum = |items: &[serde_json::Value], key: &str| items.iter().map(|i| i[key].as_f64().unwrap()).sum::<f64>();
+    let cpu_ms = profile["cpu_ms"].as_f64().unwrap();
+    assert!(cpu_ms > 0.0);
+    for (what, items) in [("nodes", nodes), ("operators", ops)] {
+        assert!((sum(items, "cpu_ms") - cpu_ms).abs() < 1e-6 * cpu_ms, "{what}' CPU times do not add up");
+        assert!((sum(items, "share") - 1.0).abs() < 1e-9, "{what}' shares do not add up");
+    }
+    assert_eq!(ops.iter().map(|op| op["nodes"].as_u64().unwrap()).sum::<u64>(), nodes.len() as u64);
+    assert!(nodes.windows(2).all(|w| w[0]["cpu_ms"].as_f64() >= w[1]["cpu_ms"].as_f64()), "not costliest first");
+
+    let op = |name: &str| ops.iter().find(|op| op["op"] == name);
+    let attention = op("WindowAttention").expect("no fused window attention in the plan");
+    assert_eq!(attention["nodes"], 10);
+    assert!(op("Exp").is_none(), "an exp left outside the fused attentions");
+    // MobileSAM's encoder is 38.5 G multiply-adds at 1024x1024, 2.6 G of
+    // them in the attentions' two matmuls.
+    let giga = |op: &serde_json::Value| op["fmas"].as_f64().unwrap() / 1e9;
+    let matmuls = giga(op("OptMatMul").expect("no OptMatMul in the plan"));
+    assert!((2.5..2.7).contains(&giga(attention)), "{} G in the attentions", giga(attention));
+    assert!((38.0..39.0).contains(&(matmuls + giga(attention))), "{matmuls} G in the matmuls");
+}

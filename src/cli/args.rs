@@ -97,23 +97,31 @@ mod tests {
     }
 }
 
-/// Which model a command loads: `--model DIR`, `--precision` and `--compute`.
+/// Which model a command loads: `--model DIR`, `--precision` and
+/// `--compute`, and where its encoder runs.
 #[derive(Debug, clap::Args)]
 pub struct ModelArgs {
+    #[command(flatten)]
+    local: LocalModelArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Which model a command loads on this machine: `--model DIR`, `--precision` and `--compute`.
+#[derive(Debug, clap::Args)]
+pub struct LocalModelArgs {
     /// Weights to load: f32 (the reference export) or int8 (int8 weights,
     /// float32 compute: half the encoder's file size, docs/EVAL.md).
     #[arg(long, default_value_t = Precision::default(), value_parser = precision_parser())]
-    precision: Precision,
+    pub precision: Precision,
     /// What the encoder computes in: f32, or f16 for aarch64 cores with FP16
     /// arithmetic (Cortex-A76 and newer; emulated and many times slower
     /// elsewhere). Measure it on the board with `maskd bench --compute f16`.
     #[arg(long, default_value_t = Compute::default(), value_parser = compute_parser())]
-    compute: Compute,
+    pub compute: Compute,
     /// Model directory (holding manifest.json).
     #[arg(long = "model", env = "MASKD_MODEL", default_value = "models/mobile_sam")]
-    dir: PathBuf,
-    #[command(flatten)]
-    remote: RemoteArgs,
+    pub dir: PathBuf,
 }
 
 /// An inference server that runs the image encoder (docs/OFFLOAD.md).
@@ -165,9 +173,10 @@ pub fn compute_parser() -> impl TypedValueParser<Value = Compute> {
 impl ModelArgs {
     /// The model, its encoder on the server of `--encoder-url` if given.
     pub fn load(&self) -> Result<Sam> {
+        let LocalModelArgs { dir, precision, compute } = &self.local;
         match self.remote.settings()? {
-            Some(remote) => Ok(offload::load(&self.dir, self.precision, self.compute, remote)?.0),
-            None => Sam::load_computing(&self.dir, self.precision, self.compute),
+            Some(remote) => Ok(offload::load(dir, *precision, *compute, remote)?.0),
+            None => Sam::load_computing(dir, *precision, *compute),
         }
     }
 }

@@ -5,6 +5,7 @@ mod bench;
 mod bench_offload;
 mod eval;
 mod everything;
+mod profile;
 mod run;
 mod segment;
 
@@ -27,6 +28,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Time this machine's encoder beside inference servers': per frame, bytes, daemon frames/s.
     BenchOffload(bench_offload::BenchOffloadArgs),
+    /// Where the local encoder's time goes: tract's nodes timed one by one, by operator and by node.
+    Profile(profile::ProfileArgs),
     /// Measure mask quality on interactive-segmentation benchmarks (NoC, NoF, mIoU).
     Eval(eval::EvalArgs),
     /// Propose masks for everything in an image: SAM's automatic mask generator.
@@ -47,6 +50,7 @@ pub fn run() -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::BenchOffload(args) => bench_offload::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Profile(args) => profile::run(&args),
         Command::Everything(args) => everything::run(&args),
     }
 }

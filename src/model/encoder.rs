@@ -13,6 +13,7 @@ use tract_onnx::prelude::*;
 use super::compute::Compute;
 use super::manifest::{Manifest, Precision};
 use super::preprocess::{encoder_input, Geometry, Size};
+use super::profile::{profile, NodeCost};
 use super::session::{self, Plan};
 
 /// The role of SAM's image encoder: an image in, its embedding out, once
@@ -163,17 +164,31 @@ impl ImageEncoder {
     /// # Errors
     /// The model fails.
     pub fn embed_input(&self, input: Tensor, geometry: Geometry) -> Result<Embedding> {
-        let input = match self.compute {
-            Compute::F32 => input,
-            Compute::F16 => input.cast_to::<f16>()?.into_owned(),
-        };
         let mut outputs =
-            self.plan.run(tvec![input.into_tvalue()]).context("running the image encoder")?;
+            self.plan.run(self.plan_inputs(input)?).context("running the image encoder")?;
         let features = match self.compute {
             Compute::F32 => outputs.remove(0).into_arc_tensor(),
             Compute::F16 => Arc::new(outputs[0].cast_to::<f32>()?.into_owned()),
         };
         Ok(Embedding { features, geometry, frame: Arc::default() })
+    }
+
+    /// Runs the plan on an input from [`ImageEncoder::input`] as
+    /// [`ImageEncoder::embed_input`] does, timing each of tract's nodes.
+    ///
+    /// # Errors
+    /// The model fails.
+    pub fn profile_input(&self, input: Tensor) -> Result<Vec<NodeCost>> {
+        profile(&self.plan, self.plan_inputs(input)?).context("profiling the image encoder")
+    }
+
+    /// The plan's inputs for an input from [`ImageEncoder::input`]: in f16 when it computes in f16.
+    fn plan_inputs(&self, input: Tensor) -> Result<TVec<TValue>> {
+        let input = match self.compute {
+            Compute::F32 => input,
+            Compute::F16 => input.cast_to::<f16>()?.into_owned(),
+        };
+        Ok(tvec![input.into_tvalue()])
     }
 }
 

@@ -8,6 +8,7 @@ use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Execu
 use tract_onnx::prelude::*;
 
 use super::compute::{self, Compute};
+use super::ops;
 
 /// An optimized, shareable execution plan.
 pub type Plan = Arc<TypedRunnableModel>;
@@ -38,7 +39,11 @@ pub fn load(
         .select_outputs_by_name(outputs)
         .with_context(|| format!("{} must have outputs {outputs:?}", path.display()))?;
     let optimized = match compute {
-        Compute::F32 => optimize_scope()?.enter(|| model.into_optimized()),
+        Compute::F32 => {
+            let mut typed = model.into_typed()?.into_decluttered()?;
+            ops::fuse(&mut typed).with_context(|| format!("rewriting {}", path.display()))?;
+            optimize_scope()?.enter(|| typed.into_optimized())
+        }
         Compute::F16 => {
             let mut typed = model.into_typed()?.into_decluttered()?;
             compute::to_f16(&mut typed).with_context(|| format!("{} in f16", path.display()))?;

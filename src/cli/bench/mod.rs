@@ -5,7 +5,7 @@ mod npy;
 mod ort;
 mod prompts;
 mod report;
-mod stats;
+pub mod stats;
 mod worker;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,18 @@
+//! maskd's own tract operators, and the passes that put them in a model's
+//! graph between tract's decluttering and its optimization.
+
+mod window_attention;
+
+use tract_onnx::prelude::*;
+
+/// Rewrites a decluttered float32 model with maskd's operators.
+///
+/// # Errors
+/// A rewrite failed (a bug: each pass checks its pattern before it patches).
+pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
+    let attentions = window_attention::fuse(model)?;
+    if attentions > 0 {
+        log::debug!("{attentions} window attentions run as one operator each");
+    }
+    Ok(())
+}
