@@ -21,7 +21,9 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::math::{Add, Exp, Max, Min, Mul, Recip};
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+use tract_onnx::prelude::tract_linalg::element_wise::ElementWise;
 use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
+use tract_onnx::prelude::tract_linalg::reduce::Reduce as ReduceKernel;
 use tract_onnx::prelude::tract_linalg::routines::Func;
 
 /// Attention over `windows` x `tokens` x `heads`, from the qkv projection's
@@ -46,6 +48,13 @@ struct Dims {
     tokens: usize,
     heads: usize,
     head_dim: usize,
+}
+
+/// tract's exp and sum kernels for this host, looked up once per evaluation
+/// rather than for each of its thousands of window-heads.
+struct Kernels {
+    exp: Box<dyn ElementWise<f32>>,
+    sum: Box<dyn ReduceKernel<f32>>,
 }
 
 impl Op for WindowAttention {
@@ -73,6 +82,7 @@ impl EvalOp for WindowAttention {
         let qkv = qkv.as_slice::<f32>()?;
         let bias = self.bias.try_as_plain_ram()?;
         let bias = bias.as_slice::<f32>()?;
+        let kernels = Kernels { exp: Func::Exp.ew_f32()?, sum: Func::ReduceSum.reduce_f32()? };
         let mut output = Tensor::zero::<f32>(&[windows, tokens, heads, dims.head_dim])?;
         let window_len = tokens * heads * dims.head_dim;
         par_chunks_mut(output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?, window_len, windows * tokens * heads * tokens, |first, chunk| {
@@ -80,7 +90,7 @@ impl EvalOp for WindowAttention {
             for (ix, out) in chunk.chunks_exact_mut(window_len).enumerate() {
                 let window = &qkv[(first + ix) * tokens * heads * width..][..tokens * heads * width];
                 for head in 0..heads {
-                    self.attend(window, bias, out, &mut scores, head, dims)?;
+                    self.attend(window, bias, out, &mut scores, head, dims, &kernels)?;
                 }
             }
             Ok(())
@@ -100,6 +110,7 @@ impl WindowAttention {
         scores: &mut [f32],
         head: usize,
         Dims { tokens, heads, head_dim }: Dims,
+        kernels: &Kernels,
     ) -> TractResult<()> {
         let row = heads * 3 * head_dim;
         let part = |which: usize| {
@@ -115,7 +126,7 @@ impl WindowAttention {
         for score in scores.iter_mut() {
             *score = score.max(self.low).min(self.high);
         }
-        Func::Exp.ew_f32()?.run(scores)?;
+        kernels.exp.run(scores)?;
         // out = exp(scores)·v, each row divided by its sum.
         let mut weighted = ArrayViewMut2::from_shape(
             (tokens, head_dim).strides((heads * head_dim, 1)),
@@ -123,9 +134,8 @@ impl WindowAttention {
         )?;
         let exps = ArrayView2::from_shape((tokens, tokens), &*scores)?;
         general_mat_mul(1.0, &exps, &v, 0.0, &mut weighted);
-        let sum = Func::ReduceSum.reduce_f32()?;
         for (mut values, exps) in weighted.rows_mut().into_iter().zip(scores.chunks_exact(tokens)) {
-            let recip = 1.0 / sum.run(exps)?;
+            let recip = 1.0 / kernels.sum.run(exps)?;
             values.iter_mut().for_each(|v| *v *= recip);
         }
         Ok(())
