@@ -1,6 +1,7 @@
 //! maskd's own tract operators, and the passes that put them in a model's
 //! graph between tract's decluttering and its optimization.
 
+mod dense;
 mod window_attention;
 
 use tract_onnx::prelude::*;
@@ -13,6 +14,10 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
     let attentions = window_attention::fuse(model)?;
     if attentions > 0 {
         log::debug!("{attentions} window attentions run as one operator each");
+    }
+    let dense = dense::fuse(model)?;
+    if dense > 0 {
+        log::debug!("{dense} matmuls with constant weights run with their epilogues as one operator each");
     }
     Ok(())
 }

@@ -1,0 +1,715 @@
+//! A matmul against constant weights with its epilogue (bias, residual add,
+//! GELU) as one operator, computed block by block so that each block's
+//! epilogue runs while the block is still in cache.
+//!
+//! tract runs these as a packing node, its matmul, and a GELU node of its own
+//! that streams the whole output through memory again. On the encoder's 1x1
+//! convolutions, whose 64 or 128 input channels make short dot products,
+//! tract's matmul ran at 23-29 G multiply-adds/s where matrixmultiply (through
+//! ndarray) runs the same shapes at 42-71 (docs/PERFORMANCE.md). [`fuse`]
+//! finds `x·W` (a two-operand einsum with constant rank-2 weights) and the
+//! bias add, residual add and GELU that follow it, and puts this operator in
+//! their place.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use tract_onnx::prelude::tract_linalg::element_wise::ElementWise;
+use tract_onnx::prelude::tract_linalg::multithread::{current_tract_executor, par_chunks_mut, Executor};
+use tract_onnx::prelude::tract_linalg::routines::Func;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::math::Add;
+use tract_onnx::tract_core::ops::nn::{DataFormat, GeluExact};
+
+/// Output bytes one block covers: a block's epilogue then reads what its
+/// matmul just wrote from cache (half of a 512 KiB L2 and more).
+const BLOCK_BYTES: usize = 1024 * 1024;
+
+/// Bounds of the bytes of a convolution's patches for one block.
+const PATCH_BYTES: std::ops::Range<usize> = 1024 * 1024..8 * 1024 * 1024;
+
+/// `act(x·W + bias + residual)`, with `x` seen as an `n x k` matrix and the
+/// output as `n x m` (tokens by channels) or `m x n` (channels by pixels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// `[k, m]` or `[m, k]`, as the model holds them; `layout` has the strides.
+    weights: Arc<Tensor>,
+    /// One value per output channel.
+    bias: Option<Arc<Tensor>>,
+    /// A second input, of the output's shape, added after the bias.
+    residual: bool,
+    gelu: bool,
+    layout: Layout,
+}
+
+// The weights and bias are constants of the model, never NaN.
+impl Eq for Dense {}
+
+/// Sizes and element strides of the product, fixed when the op is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    m: usize,
+    k: usize,
+    n: usize,
+    /// Strides of `x` along n and k.
+    x_n: isize,
+    x_k: isize,
+    /// Strides of the weights along k and m.
+    w_k: isize,
+    w_m: isize,
+    /// The output is `[m, n]` (rows are channels), not `[n, m]`.
+    channels_first: bool,
+    output_shape: TVec<usize>,
+    /// The output's channel axis.
+    m_axis: usize,
+    /// For a convolution, how x's patches make the `k x n` matrix.
+    patches: Option<Patches>,
+}
+
+/// A 2D convolution's input as the columns of a `k x n` matrix (im2col):
+/// column `(oy, ox)` holds the input window of output pixel `(oy, ox)`, row
+/// `(channel, ky, kx)` one of its values, zero where it falls in the padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Patches {
+    channels: usize,
+    /// The input's height and width.
+    input: (usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    /// Padding rows above and columns left of the input.
+    padding: (usize, usize),
+    /// The output's width.
+    output_width: usize,
+}
+
+impl Patches {
+    /// Writes the columns of output rows `rows` into `matrix` (`k` rows of
+    /// `rows.len() x output_width` values).
+    fn gather(&self, x: &[f32], rows: std::ops::Range<usize>, matrix: &mut [f32]) {
+        let (height, width) = self.input;
+        let (kh, kw) = self.kernel;
+        let (sy, sx) = self.stride;
+        let (py, px) = self.padding;
+        let ow = self.output_width;
+        let columns = rows.len() * ow;
+        for channel in 0..self.channels {
+            let plane = &x[channel * height * width..][..height * width];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = &mut matrix[((channel * kh + ky) * kw + kx) * columns..][..columns];
+                    for (oy, out) in rows.clone().zip(row.chunks_exact_mut(ow)) {
+                        let iy = (oy * sy + ky).wrapping_sub(py);
+                        if iy >= height {
+                            out.fill(0.0);
+                            continue;
+                        }
+                        let line = &plane[iy * width..][..width];
+                        // Output columns whose input column ox * sx + kx - px is inside.
+                        let first = px.saturating_sub(kx).div_ceil(sx).min(ow);
+                        let end = (width + px).saturating_sub(kx).div_ceil(sx).clamp(first, ow);
+                        out[..first].fill(0.0);
+                        out[end..].fill(0.0);
+                        let inside = &mut out[first..end];
+                        let start = first * sx + kx - px;
+                        if sx == 1 {
+                            inside.copy_from_slice(&line[start..][..inside.len()]);
+                        } else {
+                            for (value, source) in inside.iter_mut().zip(line[start..].iter().step_by(sx)) {
+                                *value = *source;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Op for Dense {
+    fn name(&self) -> StaticName {
+        "Dense".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let Layout { m, k, n, channels_first, .. } = self.layout;
+        let epilogue: Vec<&str> = [(self.bias.is_some(), "bias"), (self.residual, "residual"), (self.gelu, "gelu")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        Ok(vec![format!(
+            "m {m} k {k} n {n}, {} first, then {}",
+            if channels_first { "channels" } else { "tokens" },
+            if epilogue.is_empty() { "nothing".to_string() } else { epilogue.join(", ") }
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Dense {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let layout = &self.layout;
+        let x = inputs[0].try_as_plain_ram()?;
+        let x = x.as_slice::<f32>()?;
+        let expected = match &layout.patches {
+            Some(p) => p.channels * p.input.0 * p.input.1,
+            None => layout.n * layout.k,
+        };
+        ensure!(x.len() == expected, "Dense: input of {} values, expected {expected}", x.len());
+        let residual = match self.residual {
+            true => Some(inputs[1].try_as_plain_ram()?),
+            false => None,
+        };
+        let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
+        let weights = self.weights.try_as_plain_ram()?;
+        let weights = weights.as_slice::<f32>()?;
+        let bias = self.bias.as_ref().map(|b| b.try_as_plain_ram()).transpose()?;
+        let bias = bias.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
+        let epilogue = Epilogue { bias, residual, gelu: self.gelu.then(|| Func::Erf.ew_f32()).transpose()? };
+        // SAFETY: every element is written by the matmul (beta = 0, so
+        // matrixmultiply never reads the output) before anything reads it.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&layout.output_shape)? };
+        let mut output_ram = output.try_as_plain_ram_mut()?;
+        let output_slice = output_ram.as_slice_mut::<f32>()?;
+        ensure!(output_slice.len() == layout.m * layout.n);
+        let work = layout.m * layout.k * layout.n;
+        if layout.channels_first {
+            // Threads take blocks of pixels: split by channels instead, each
+            // would pack (or gather the patches of) every pixel.
+            let block = self.pixels_per_block();
+            let mut starts: Vec<usize> = (0..layout.n).step_by(block).collect();
+            let output = OutputPointer(output_slice.as_mut_ptr());
+            par_chunks_mut(&mut starts, 1, work, |_, starts| self.channels(x, weights, &output, starts, block, &epilogue))?;
+        } else {
+            par_chunks_mut(output_slice, layout.m, work, |first, chunk| self.tokens(x, weights, chunk, first, &epilogue))?;
+        }
+        drop(output_ram);
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+/// The output of a channels-first product, written block by block from
+/// several threads, each block its own columns.
+struct OutputPointer(*mut f32);
+
+// SAFETY: the threads write disjoint elements (`Dense::channels`).
+unsafe impl Sync for OutputPointer {}
+
+/// What follows the matmul, applied to each block.
+struct Epilogue<'a> {
+    bias: Option<&'a [f32]>,
+    residual: Option<&'a [f32]>,
+    gelu: Option<Box<dyn ElementWise<f32>>>,
+}
+
+impl Epilogue<'_> {
+    /// Finishes `values`, the output elements from flat index `at` on, all of
+    /// output channel `channel` if given, else of channels `0..values.len()`.
+    fn apply(&self, values: &mut [f32], at: usize, channel: Option<usize>, scratch: &mut Vec<f32>) -> TractResult<()> {
+        if let Some(bias) = self.bias {
+            match channel {
+                Some(c) => values.iter_mut().for_each(|v| *v += bias[c]),
+                None => values.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
+            }
+        }
+        if let Some(residual) = self.residual {
+            values.iter_mut().zip(&residual[at..]).for_each(|(v, r)| *v += r);
+        }
+        if let Some(erf) = &self.gelu {
+            gelu(values, &**erf, scratch)?;
+        }
+        Ok(())
+    }
+}
+
+/// tract's `GeluExact` for f32, the same operations in the same order:
+/// `(x * 0.5) * (erf(x * (1/√2)) + 1)` with tract's erf kernel.
+fn gelu(values: &mut [f32], erf: &dyn ElementWise<f32>, scratch: &mut Vec<f32>) -> TractResult<()> {
+    let c = 2f32.sqrt().recip();
+    scratch.clear();
+    scratch.extend(values.iter().map(|x| x * c));
+    erf.run(scratch)?;
+    values.iter_mut().zip(scratch.iter()).for_each(|(x, e)| *x = (*x * 0.5) * (*e + 1.0));
+    Ok(())
+}
+
+impl Dense {
+    /// Pixels per block of a channels-first product: whole output rows of a
+    /// convolution, and enough blocks for every thread to take several.
+    fn pixels_per_block(&self) -> usize {
+        let Layout { m, k, n, .. } = self.layout;
+        let threads = match current_tract_executor() {
+            Executor::MultiThread(pool) => pool.current_num_threads(),
+            _ => 1,
+        };
+        let most = if threads > 1 { n.div_ceil(4 * threads) } else { n };
+        match &self.layout.patches {
+            // Each block repacks the weights, so a block's patches are kept at
+            // several times the weights' size.
+            Some(p) => {
+                let bytes = (4 * 4 * m * k).clamp(PATCH_BYTES.start, PATCH_BYTES.end);
+                let lines = (bytes / 4 / (k * p.output_width)).min(most / p.output_width).max(1);
+                lines * p.output_width
+            }
+            None => (BLOCK_BYTES / 4 / m).min(most).max(16).min(n),
+        }
+    }
+
+    /// The blocks of `block` pixels from each of `starts`, every channel.
+    fn channels(&self, x: &[f32], weights: &[f32], output: &OutputPointer, starts: &[usize], block: usize, epilogue: &Epilogue) -> TractResult<()> {
+        let Layout { m, k, n, x_n, x_k, w_k, w_m, .. } = self.layout;
+        let w = ArrayView2::from_shape((m, k).strides((w_m as usize, w_k as usize)), weights)?;
+        let mut patches = vec![0f32; if self.layout.patches.is_some() { k * block } else { 0 }];
+        // The block is computed into a buffer of its own: written in place, its
+        // rows would lie a whole row of pixels apart, a power of two that maps
+        // them all onto the same cache sets.
+        let mut buffer = vec![0f32; m * block];
+        let mut scratch = Vec::new();
+        for &start in starts {
+            let width = block.min(n - start);
+            let xs = match &self.layout.patches {
+                Some(p) => {
+                    let line = start / p.output_width;
+                    p.gather(x, line..line + width / p.output_width, &mut patches);
+                    ArrayView2::from_shape((k, width), &patches[..k * width])?
+                }
+                None => ArrayView2::from_shape((k, width).strides((x_k as usize, x_n as usize)), &x[start * x_n as usize..])?,
+            };
+            let mut out = ArrayViewMut2::from_shape((m, width), &mut buffer[..m * width])?;
+            general_mat_mul(1.0, &w, &xs, 0.0, &mut out);
+            for (channel, values) in buffer.chunks_exact_mut(width).take(m).enumerate() {
+                epilogue.apply(values, channel * n + start, Some(channel), &mut scratch)?;
+                // SAFETY: the output holds m x n values, and each block writes
+                // only its own pixels' columns of it.
+                unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), output.0.add(channel * n + start), width) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Tokens from `first` on (`chunk`: their rows of all channels), a block
+    /// of tokens at a time.
+    fn tokens(&self, x: &[f32], weights: &[f32], chunk: &mut [f32], first: usize, epilogue: &Epilogue) -> TractResult<()> {
+        let Layout { m, k, x_n, x_k, w_k, w_m, .. } = self.layout;
+        let rows = chunk.len() / m;
+        let block = (BLOCK_BYTES / 4 / m).max(16);
+        let w = ArrayView2::from_shape((k, m).strides((w_k as usize, w_m as usize)), weights)?;
+        let mut scratch = Vec::new();
+        for start in (0..rows).step_by(block) {
+            let height = block.min(rows - start);
+            let xs = ArrayView2::from_shape((height, k).strides((x_n as usize, x_k as usize)), &x[(first + start) * x_n as usize..])?;
+            let mut out = ArrayViewMut2::from_shape((height, m), &mut chunk[start * m..][..height * m])?;
+            general_mat_mul(1.0, &xs, &w, 0.0, &mut out);
+            for row in start..start + height {
+                let values = &mut chunk[row * m..][..m];
+                epilogue.apply(values, (first + row) * m, None, &mut scratch)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TypedOp for Dense {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.iter().all(|i| i.datum_type == f32::datum_type()), "Dense takes f32 inputs");
+        Ok(tvec!(f32::datum_type().fact(&*self.layout.output_shape)))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let Layout { m, k, n, .. } = self.layout;
+        Ok(tvec!((Cost::FMA(f32::datum_type()), (m * k * n).to_dim())))
+    }
+
+    as_op!();
+}
+
+/// Replaces every float32 `x·W` of `model` (decluttered), with the bias add,
+/// residual add and GELU that follow it, by a [`Dense`]; returns how many.
+pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        if let Some(patch) = pattern(model, id)? {
+            patch.apply(model)?;
+            fused += 1;
+        }
+    }
+    Ok(fused)
+}
+
+/// The patch replacing the matmul at node `id` and its epilogue, if it is one.
+fn pattern(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let node = model.node(id);
+    rule_if_some!((x, weights, mut bias, layout) = einsum_product(model, node)?.or(convolution(model, node)?));
+
+    // The epilogue: bias, residual, GELU, each optional, in this order.
+    let mut last = node;
+    let mut residual = None;
+    let mut gelu = false;
+    if let Some((next, constant)) = add_after(model, last)?.filter(|(_, other)| bias.is_none() && other.is_const()) {
+        let constant = constant.fact.konst.unwrap();
+        if is_channel_vector(&constant, layout.m_axis, layout.output_shape.len(), layout.m) {
+            bias = Some(Arc::new(constant.into_tensor().into_shape(&[layout.m])?));
+            last = next;
+        }
+    }
+    if let Some((next, other)) = add_after(model, last)?.filter(|(_, other)| !other.is_const()) {
+        if other.fact.shape.as_concrete() == Some(&*layout.output_shape) && other.fact.datum_type == f32::datum_type() {
+            residual = Some(other.outlet);
+            last = next;
+        }
+    }
+    if let Some(next) = only_successor(model, last)? {
+        if next.op_as::<ElementWiseOp>().is_some_and(|op| op.0.is::<GeluExact>()) {
+            gelu = true;
+            last = next;
+        }
+    }
+
+    let op = Dense { weights, bias, residual: residual.is_some(), gelu, layout };
+    let mut patch = TypedModelPatch::new(format!("dense layer at {}", node.name));
+    let mut inputs = tvec!(patch.tap_model(model, x)?);
+    if let Some(residual) = residual {
+        inputs.push(patch.tap_model(model, residual)?);
+    }
+    let output = patch.wire_node(format!("{}.dense", last.name), op, &inputs)?;
+    patch.shunt_outside(model, last.id.into(), output[0])?;
+    Ok(Some(patch))
+}
+
+/// What a product node gives [`Dense`]: its input, weights, bias and layout.
+type Product = (OutletId, Arc<Tensor>, Option<Arc<Tensor>>, Layout);
+
+/// `node` as `x·W`: a float32 two-operand einsum with constant rank-2 weights.
+fn einsum_product(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Product>> {
+    rule_if_some!(einsum = node.op_as::<EinSum>());
+    rule_if!(einsum.q_params.is_none() && node.inputs.len() == 2 && einsum.operating_dt == f32::datum_type());
+    let facts = model.node_input_facts(node.id)?;
+    rule_if_some!(w_slot = facts.iter().position(|f| f.konst.is_some()));
+    let x_slot = 1 - w_slot;
+    rule_if!(facts[x_slot].konst.is_none() && facts.iter().all(|f| f.datum_type == f32::datum_type()));
+    let weights = facts[w_slot].konst.clone().unwrap();
+    rule_if_some!(x_shape = facts[x_slot].shape.as_concrete());
+    rule_if_some!(output_shape = model.outlet_fact(node.id.into())?.shape.as_concrete());
+    rule_if_some!(layout = layout(einsum, x_slot, x_shape, weights.shape(), output_shape)?);
+    Ok(Some((node.inputs[x_slot], weights, None, layout)))
+}
+
+/// `node` as a float32 2D convolution (one group, channels first, one image)
+/// with constant weights: the weights times the input's patches.
+fn convolution(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Product>> {
+    rule_if_some!(conv = node.op_as::<Conv>());
+    let spec = &conv.pool_spec;
+    rule_if!(conv.q_params.is_none() && conv.group == 1 && conv.kernel_fmt == KernelFormat::OIHW);
+    rule_if!(matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW) && spec.kernel_shape.len() == 2);
+    rule_if!(spec.dilations.as_ref().is_none_or(|d| d.iter().all(|&d| d == 1)));
+    let PaddingSpec::Explicit(before, _) = &spec.padding else { return Ok(None) };
+    let facts = model.node_input_facts(node.id)?;
+    rule_if!(facts.len() == 3 && facts.iter().all(|f| f.datum_type == f32::datum_type()));
+    rule_if_some!(weights = facts[1].konst.clone());
+    rule_if_some!(bias = facts[2].konst.clone());
+    rule_if_some!(x_shape = facts[0].shape.as_concrete());
+    rule_if_some!(output_shape = model.outlet_fact(node.id.into())?.shape.as_concrete());
+    let batch = usize::from(spec.data_format == DataFormat::NCHW);
+    rule_if!(x_shape.len() == 3 + batch && output_shape.len() == 3 + batch && x_shape[..batch].iter().all(|&d| d == 1));
+    let (channels, m) = (x_shape[batch], output_shape[batch]);
+    let [kh, kw] = [spec.kernel_shape[0], spec.kernel_shape[1]];
+    rule_if!(weights.shape() == [m, channels, kh, kw]);
+    let stride = spec.strides.as_ref().map_or((1, 1), |s| (s[0], s[1]));
+    let k = channels * kh * kw;
+    let n = output_shape[batch + 1] * output_shape[batch + 2];
+    // A bias of one value per channel, or a zero scalar for none.
+    let bias = match bias.len() {
+        1 if bias.cast_to_scalar::<f32>()? == 0.0 => None,
+        len if len == m => Some(Arc::new(bias.into_tensor().into_shape(&[m])?)),
+        _ => return Ok(None),
+    };
+    let layout = Layout {
+        m,
+        k,
+        n,
+        x_n: 1,
+        x_k: n as isize,
+        w_k: 1,
+        w_m: k as isize,
+        channels_first: true,
+        output_shape: output_shape.into(),
+        m_axis: batch,
+        patches: Some(Patches {
+            channels,
+            input: (x_shape[batch + 1], x_shape[batch + 2]),
+            kernel: (kh, kw),
+            stride,
+            padding: (before[0], before[1]),
+            output_width: output_shape[batch + 2],
+        }),
+    };
+    Ok(Some((node.inputs[0], weights, bias, layout)))
+}
+
+/// The other operand of an `Add` that is `node`'s only successor.
+struct Operand {
+    outlet: OutletId,
+    fact: TypedFact,
+}
+
+impl Operand {
+    fn is_const(&self) -> bool {
+        self.fact.konst.is_some()
+    }
+}
+
+/// `node`'s only successor if it is an `Add`, with the add's other operand.
+fn add_after<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Option<(&'m TypedNode, Operand)>> {
+    rule_if_some!(next = only_successor(model, node)?);
+    rule_if!(next.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>()));
+    rule_if!(next.inputs.len() == 2 && next.inputs[0] != next.inputs[1]);
+    let other = if next.inputs[0].node == node.id { next.inputs[1] } else { next.inputs[0] };
+    let fact = model.outlet_fact(other)?.clone();
+    Ok(Some((next, Operand { outlet: other, fact })))
+}
+
+/// `node`'s only successor, if it has exactly one and is not a model output.
+fn only_successor<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Option<&'m TypedNode>> {
+    rule_if!(node.outputs.len() == 1 && !model.output_outlets()?.contains(&node.id.into()));
+    model.single_succ(node.id)
+}
+
+/// `constant` holds one value per output channel, laid out along the
+/// output's channel axis `m_axis` (every other axis of size 1).
+fn is_channel_vector(constant: &Tensor, m_axis: usize, rank: usize, m: usize) -> bool {
+    constant.datum_type() == f32::datum_type()
+        && constant.rank() == rank
+        && constant.shape().iter().enumerate().all(|(ix, d)| *d == if ix == m_axis { m } else { 1 })
+}
+
+/// Strides of a row-major tensor of `shape`.
+fn strides(shape: &[usize]) -> TVec<isize> {
+    let mut strides: TVec<isize> = tvec![1; shape.len()];
+    for ix in (0..shape.len().saturating_sub(1)).rev() {
+        strides[ix] = strides[ix + 1] * shape[ix + 1] as isize;
+    }
+    strides
+}
+
+/// The axes of `positions` that have more than one element, merged into one
+/// strided axis: its stride, if they are laid out as one.
+fn merged_stride(positions: &[usize], shape: &[usize], strides: &[isize]) -> Option<isize> {
+    let big: Vec<usize> = positions.iter().copied().filter(|&p| shape[p] > 1).collect();
+    for pair in big.windows(2) {
+        if strides[pair[0]] != strides[pair[1]] * shape[pair[1]] as isize {
+            return None;
+        }
+    }
+    Some(big.last().map_or(1, |&p| strides[p]))
+}
+
+/// Pairs of axis positions, sorted by the first, as two lists.
+fn in_order(mut pairs: Vec<(usize, usize)>) -> (Vec<usize>, Vec<usize>) {
+    pairs.sort();
+    pairs.into_iter().unzip()
+}
+
+/// How `einsum` maps onto `n x k` times `k x m`, if it does: contracted axes
+/// (k) shared by x and the weights and laid out as one in both, one weights
+/// axis m kept in the output, and x's other axes (n) kept in order and laid
+/// out as one in x and in the output; any other axis has size 1.
+fn layout(einsum: &EinSum, x_slot: usize, x_shape: &[usize], w_shape: &[usize], output_shape: &[usize]) -> TractResult<Option<Layout>> {
+    let w_slot = 1 - x_slot;
+    let mut m = None;
+    let mut k = vec![];
+    let mut x_n = vec![];
+    let mut out_n = vec![];
+    for axis in einsum.axes.iter_all_axes() {
+        let (xs, ws, outs) = (&axis.inputs[x_slot], &axis.inputs[w_slot], &axis.outputs[0]);
+        rule_if!(xs.len() <= 1 && ws.len() <= 1 && outs.len() <= 1);
+        match (xs.first(), ws.first(), outs.first()) {
+            (Some(&x), Some(&w), None) => k.push((x, w)),
+            (None, Some(&w), Some(&o)) => {
+                rule_if!(m.is_none());
+                m = Some((w, o));
+            }
+            (Some(&x), None, Some(&o)) => {
+                x_n.push(x);
+                out_n.push(o);
+            }
+            (Some(&x), None, None) => rule_if!(x_shape[x] == 1),
+            (None, None, Some(&o)) => rule_if!(output_shape[o] == 1),
+            _ => return Ok(None),
+        }
+    }
+    rule_if_some!((m_w, m_out) = m);
+    rule_if!(!k.is_empty() && w_shape.len() == k.len() + 1);
+    // x's n axes must come out in the same order, and the k axes of x and of
+    // the weights must be in the same order.
+    let (x_n, out_n) = in_order(x_n.into_iter().zip(out_n).collect());
+    let (x_k, w_k) = in_order(k);
+    rule_if!(out_n.windows(2).all(|p| p[0] < p[1]) && w_k.windows(2).all(|p| p[0] < p[1]));
+    let (x_strides, w_strides, out_strides) = (strides(x_shape), strides(w_shape), strides(output_shape));
+    rule_if_some!(x_n_stride = merged_stride(&x_n, x_shape, &x_strides));
+    rule_if_some!(x_k_stride = merged_stride(&x_k, x_shape, &x_strides));
+    rule_if_some!(w_k_stride = merged_stride(&w_k, w_shape, &w_strides));
+    rule_if_some!(out_n_stride = merged_stride(&out_n, output_shape, &out_strides));
+    let n: usize = x_n.iter().map(|&p| x_shape[p]).product();
+    let m = w_shape[m_w];
+    let out_m_stride = if m > 1 { out_strides[m_out] } else { 1 };
+    // The output must be rows of channels or rows of pixels, each row whole.
+    let channels_first = if out_m_stride == 1 && out_n_stride == m as isize {
+        false
+    } else if out_n_stride == 1 && out_m_stride == n as isize {
+        true
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Layout {
+        m,
+        k: x_k.iter().map(|&p| x_shape[p]).product(),
+        n,
+        x_n: x_n_stride,
+        x_k: x_k_stride,
+        w_k: w_k_stride,
+        w_m: w_strides[m_w],
+        channels_first,
+        output_shape: output_shape.into(),
+        m_axis: m_out,
+        patches: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
+    use tract_onnx::tract_core::ops::cnn::PoolSpec;
+    use tract_onnx::tract_core::ops::math::add;
+
+    /// Reproducible values in [-2, 2).
+    fn values(shape: &[usize], seed: u64) -> Tensor {
+        let mut state = seed;
+        let len = shape.iter().product();
+        let values: Vec<f32> = (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 22) as f32 - 2.0
+            })
+            .collect();
+        Tensor::from_shape(shape, &values).unwrap()
+    }
+
+    /// Runs `model` as tract computes it and after [`fuse`], on one thread and
+    /// on two, and checks that one [`Dense`] replaced all but its inputs and
+    /// that the outputs agree.
+    fn check(model: TypedModel, inputs: TVec<Tensor>) {
+        let run = |model: &TypedModel| -> Tensor {
+            let plan = model.clone().into_runnable().unwrap();
+            plan.run(inputs.iter().cloned().map(|t| t.into_tvalue()).collect()).unwrap().remove(0).into_tensor()
+        };
+        let want = run(&model);
+        let mut fused = model.clone();
+        assert_eq!(fuse(&mut fused).unwrap(), 1);
+        fused = fused.into_compact().unwrap();
+        let dense = fused.nodes().iter().filter(|n| n.op_is::<Dense>()).count();
+        assert_eq!((dense, fused.nodes().len()), (1, 1 + inputs.len()), "{fused}");
+        for threads in [1, 2] {
+            let got = multithread_tract_scope(Executor::multithread(threads), || run(&fused));
+            assert_eq!(got.shape(), want.shape());
+            let (got, want) = (got.try_as_plain_ram().unwrap(), want.try_as_plain_ram().unwrap());
+            for (ix, (g, w)) in got.as_slice::<f32>().unwrap().iter().zip(want.as_slice::<f32>().unwrap()).enumerate() {
+                assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{threads} thread(s), element {ix}: {g} against {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_times_weights_with_bias_residual_and_gelu() {
+        // Enough tokens for more than one block of 8 channels.
+        let (n, k, m) = (40_000, 5, 8);
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([n, k])).unwrap();
+        let residual = model.add_source("residual", f32::fact([n, m])).unwrap();
+        let w = model.add_const("w", values(&[k, m], 1)).unwrap();
+        let bias = model.add_const("bias", values(&[1, m], 2)).unwrap();
+        let product = model.wire_node("product", EinSum::new("nk,km->nm".parse().unwrap(), f32::datum_type()), &[x, w]).unwrap();
+        let biased = model.wire_node("biased", add(), &[product[0], bias]).unwrap();
+        let summed = model.wire_node("summed", add(), &[residual, biased[0]]).unwrap();
+        let out = model.wire_node("gelu", ElementWiseOp(Box::new(GeluExact {}), None), &summed).unwrap();
+        model.select_output_outlets(&out).unwrap();
+        check(model, tvec!(values(&[n, k], 3), values(&[n, m], 4)));
+    }
+
+    #[test]
+    fn weights_times_channels_first_pixels_with_bias() {
+        // A 1x1 convolution as tract declutters it, over more than one block.
+        let (k, m, h, w) = (3, 4, 2, 35_000);
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, k, h, w])).unwrap();
+        let weights = model.add_const("w", values(&[m, k], 5)).unwrap();
+        let bias = model.add_const("bias", values(&[m, 1, 1], 6)).unwrap();
+        let product = model.wire_node("product", EinSum::new("NIHW,OI->OHW".parse().unwrap(), f32::datum_type()), &[x, weights]).unwrap();
+        let out = model.wire_node("biased", add(), &[product[0], bias]).unwrap();
+        model.select_output_outlets(&out).unwrap();
+        check(model, tvec!(values(&[1, k, h, w], 7)));
+    }
+
+    #[test]
+    fn heads_and_head_dims_contracted_as_one_axis() {
+        // The attention's output projection: [windows, tokens, heads, head_dim] by [heads, head_dim, channels].
+        let (windows, tokens, heads, dim, m) = (3, 7, 2, 4, 6);
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([windows, tokens, heads, dim])).unwrap();
+        let w = model.add_const("w", values(&[heads, dim, m], 11)).unwrap();
+        let bias = model.add_const("bias", values(&[1, 1, m], 12)).unwrap();
+        let product = model.wire_node("product", EinSum::new("ambk,bkn->amn".parse().unwrap(), f32::datum_type()), &[x, w]).unwrap();
+        let out = model.wire_node("biased", add(), &[product[0], bias]).unwrap();
+        model.select_output_outlets(&out).unwrap();
+        check(model, tvec!(values(&[windows, tokens, heads, dim], 13)));
+    }
+
+    fn convolution(kernel: (usize, usize), stride: usize, padding: ([usize; 2], [usize; 2]), bias: bool, input: [usize; 4]) {
+        let [_, channels, height, width] = input;
+        let out_h = (height + padding.0[0] + padding.1[0] - kernel.0) / stride + 1;
+        let out_w = (width + padding.0[1] + padding.1[1] - kernel.1) / stride + 1;
+        let m = 5;
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec![kernel.0, kernel.1],
+                padding: PaddingSpec::Explicit(padding.0.iter().copied().collect(), padding.1.iter().copied().collect()),
+                dilations: None,
+                strides: Some(tvec![stride, stride]),
+                input_channels: channels,
+                output_channels: m,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(input)).unwrap();
+        let weights = model.add_const("w", values(&[m, channels, kernel.0, kernel.1], 8)).unwrap();
+        let bias = match bias {
+            true => model.add_const("bias", values(&[m], 9)).unwrap(),
+            false => model.add_const("bias", tensor0(0f32)).unwrap(),
+        };
+        let convolved = model.wire_node("conv", conv, &[x, weights, bias]).unwrap();
+        assert_eq!(model.outlet_fact(convolved[0]).unwrap().shape.as_concrete().unwrap(), [1, m, out_h, out_w]);
+        let out = model.wire_node("gelu", ElementWiseOp(Box::new(GeluExact {}), None), &convolved).unwrap();
+        model.select_output_outlets(&out).unwrap();
+        check(model, tvec!(values(&input, 10)));
+    }
+
+    #[test]
+    fn strided_convolution_with_uneven_padding_bias_and_gelu() {
+        convolution((3, 3), 2, ([0, 1], [1, 1]), true, [1, 3, 9, 11]);
+    }
+
+    #[test]
+    fn convolution_without_bias_over_several_blocks() {
+        // 1 MiB of patches holds 1,111 output rows of 8 pixels x 27 values.
+        convolution((3, 3), 1, ([1, 1], [1, 1]), false, [1, 3, 2_500, 8]);
+    }
+}
