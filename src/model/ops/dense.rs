@@ -208,9 +208,10 @@ struct Epilogue<'a> {
 }
 
 impl Epilogue<'_> {
-    /// Finishes `values`, the output elements from flat index `at` on, all of
-    /// output channel `channel` if given, else of channels `0..values.len()`.
-    fn apply(&self, values: &mut [f32], at: usize, channel: Option<usize>, scratch: &mut Vec<f32>) -> TractResult<()> {
+    /// Adds the bias and the residual to `values`, the output elements from
+    /// flat index `at` on, all of output channel `channel` if given, else of
+    /// channels `0..values.len()`.
+    fn add(&self, values: &mut [f32], at: usize, channel: Option<usize>) {
         if let Some(bias) = self.bias {
             match channel {
                 Some(c) => values.iter_mut().for_each(|v| *v += bias[c]),
@@ -220,10 +221,15 @@ impl Epilogue<'_> {
         if let Some(residual) = self.residual {
             values.iter_mut().zip(&residual[at..]).for_each(|(v, r)| *v += r);
         }
-        if let Some(erf) = &self.gelu {
-            gelu(values, &**erf, scratch)?;
+    }
+
+    /// Applies the activation to a whole block at once: tract's kernels pay
+    /// a fixed cost per call.
+    fn activate(&self, block: &mut [f32], scratch: &mut Vec<f32>) -> TractResult<()> {
+        match &self.gelu {
+            Some(erf) => gelu(block, &**erf, scratch),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -265,9 +271,8 @@ impl Dense {
         let Layout { m, k, n, x_n, x_k, w_k, w_m, .. } = self.layout;
         let w = ArrayView2::from_shape((m, k).strides((w_m as usize, w_k as usize)), weights)?;
         let mut patches = vec![0f32; if self.layout.patches.is_some() { k * block } else { 0 }];
-        // The block is computed into a buffer of its own: written in place, its
-        // rows would lie a whole row of pixels apart, a power of two that maps
-        // them all onto the same cache sets.
+        // The block is computed into a buffer of its own, contiguous, so that
+        // the activation runs over it in one call before it is copied out.
         let mut buffer = vec![0f32; m * block];
         let mut scratch = Vec::new();
         for &start in starts {
@@ -282,8 +287,12 @@ impl Dense {
             };
             let mut out = ArrayViewMut2::from_shape((m, width), &mut buffer[..m * width])?;
             general_mat_mul(1.0, &w, &xs, 0.0, &mut out);
-            for (channel, values) in buffer.chunks_exact_mut(width).take(m).enumerate() {
-                epilogue.apply(values, channel * n + start, Some(channel), &mut scratch)?;
+            let block = &mut buffer[..m * width];
+            for (channel, values) in block.chunks_exact_mut(width).enumerate() {
+                epilogue.add(values, channel * n + start, Some(channel));
+            }
+            epilogue.activate(block, &mut scratch)?;
+            for (channel, values) in block.chunks_exact(width).enumerate() {
                 // SAFETY: the output holds m x n values, and each block writes
                 // only its own pixels' columns of it.
                 unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), output.0.add(channel * n + start), width) };
@@ -305,10 +314,11 @@ impl Dense {
             let xs = ArrayView2::from_shape((height, k).strides((x_n as usize, x_k as usize)), &x[(first + start) * x_n as usize..])?;
             let mut out = ArrayViewMut2::from_shape((height, m), &mut chunk[start * m..][..height * m])?;
             general_mat_mul(1.0, &xs, &w, 0.0, &mut out);
-            for row in start..start + height {
-                let values = &mut chunk[row * m..][..m];
-                epilogue.apply(values, (first + row) * m, None, &mut scratch)?;
+            let block = &mut chunk[start * m..][..height * m];
+            for (row, values) in block.chunks_exact_mut(m).enumerate() {
+                epilogue.add(values, (first + start + row) * m, None);
             }
+            epilogue.activate(block, &mut scratch)?;
         }
         Ok(())
     }

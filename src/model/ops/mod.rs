@@ -15,6 +15,12 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
     if attentions > 0 {
         log::debug!("{attentions} window attentions run as one operator each");
     }
+    // On x86-64, matrixmultiply's kernels beat tract's on these shapes
+    // (docs/PERFORMANCE.md). On aarch64 tract's own NEON kernels stay until a
+    // board measures the two (docs/BOARDS.md, "Speed").
+    if !cfg!(target_arch = "x86_64") {
+        return Ok(());
+    }
     let dense = dense::fuse(model)?;
     if dense > 0 {
         log::debug!("{dense} matmuls with constant weights run with their epilogues as one operator each");
