@@ -21,7 +21,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::math::Add;
+use tract_onnx::tract_core::ops::math::{Add, Mul};
 use tract_onnx::tract_core::ops::nn::{DataFormat, GeluExact};
 
 /// Output bytes one block covers: a block's epilogue then reads what its
@@ -380,6 +380,15 @@ fn pattern(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>
         }
     }
 
+    // A LayerNorm's affine step just before the product, times gamma plus
+    // beta along k, folds into the weights and the bias.
+    let (x, weights, bias) = match affine_before(model, x, &layout)? {
+        Some((input, gamma, beta)) => {
+            let (weights, bias) = fold_affine(&weights, bias.as_deref(), &gamma, &beta, &layout)?;
+            (input, weights, Some(bias))
+        }
+        None => (x, weights, bias),
+    };
     let op = Dense { weights, bias, residual: residual.is_some(), gelu, layout };
     let mut patch = TypedModelPatch::new(format!("dense layer at {}", node.name));
     let mut inputs = tvec!(patch.tap_model(model, x)?);
@@ -459,6 +468,53 @@ fn convolution(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Produ
         }),
     };
     Ok(Some((node.inputs[0], weights, bias, layout)))
+}
+
+/// `x` as `input * gamma + beta`, both constants along x's last axis k, and
+/// nothing else using the product or the sum: `(input, gamma, beta)`.
+fn affine_before(model: &TypedModel, x: OutletId, layout: &Layout) -> TractResult<Option<(OutletId, Tensor, Tensor)>> {
+    rule_if!(layout.patches.is_none() && layout.x_k == 1);
+    let sum = model.node(x.node);
+    rule_if_some!((beta, scaled) = with_const::<Add>(model, sum)?);
+    let scaled = model.node(scaled.node);
+    rule_if!(scaled.outputs[0].successors.len() == 1);
+    rule_if_some!((gamma, input) = with_const::<Mul>(model, scaled)?);
+    let along_k = |t: &Tensor| t.datum_type() == f32::datum_type() && t.len() == layout.k && t.shape().last() == Some(&layout.k);
+    rule_if!(along_k(&gamma) && along_k(&beta) && sum.outputs[0].successors.len() == 1);
+    Ok(Some((input, gamma.into_shape(&[layout.k])?, beta.into_shape(&[layout.k])?)))
+}
+
+/// `node` as `Bin(other, constant)` in either order: the constant and `other`.
+fn with_const<Bin: tract_onnx::tract_core::ops::binary::BinMiniOp>(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Tensor, OutletId)>> {
+    rule_if!(node.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Bin>()) && node.inputs.len() == 2);
+    let facts = model.node_input_facts(node.id)?;
+    rule_if_some!(slot = facts.iter().position(|f| f.konst.is_some()));
+    rule_if!(facts[1 - slot].konst.is_none());
+    Ok(Some((facts[slot].konst.as_ref().unwrap().clone().into_tensor(), node.inputs[1 - slot])))
+}
+
+/// Weights and bias of `(input * gamma + beta)·W + bias`, as `input·W' + bias'`:
+/// `W'[k, m] = gamma[k] W[k, m]`, `bias'[m] = bias[m] + Σ beta[k] W[k, m]`.
+fn fold_affine(weights: &Tensor, bias: Option<&Tensor>, gamma: &Tensor, beta: &Tensor, layout: &Layout) -> TractResult<(Arc<Tensor>, Arc<Tensor>)> {
+    let (gamma, beta) = (gamma.try_as_plain_ram()?, beta.try_as_plain_ram()?);
+    let (gamma, beta) = (gamma.as_slice::<f32>()?, beta.as_slice::<f32>()?);
+    let mut folded = weights.clone();
+    let mut ram = folded.try_as_plain_ram_mut()?;
+    let w = ram.as_slice_mut::<f32>()?;
+    let mut sums: Vec<f64> = match bias {
+        Some(b) => b.try_as_plain_ram()?.as_slice::<f32>()?.iter().map(|&v| v as f64).collect(),
+        None => vec![0.0; layout.m],
+    };
+    for (k, (g, b)) in gamma.iter().zip(beta).enumerate() {
+        for (m, sum) in sums.iter_mut().enumerate() {
+            let value = &mut w[k * layout.w_k as usize + m * layout.w_m as usize];
+            *sum += *b as f64 * *value as f64;
+            *value *= g;
+        }
+    }
+    drop(ram);
+    let bias: Vec<f32> = sums.into_iter().map(|v| v as f32).collect();
+    Ok((Arc::new(folded), Arc::new(Tensor::from_shape(&[layout.m], &bias)?)))
 }
 
 /// The other operand of an `Add` that is `node`'s only successor.
@@ -595,7 +651,7 @@ mod tests {
     use super::*;
     use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
     use tract_onnx::tract_core::ops::cnn::PoolSpec;
-    use tract_onnx::tract_core::ops::math::add;
+    use tract_onnx::tract_core::ops::math::{add, mul};
 
     /// Reproducible values in [-2, 2).
     fn values(shape: &[usize], seed: u64) -> Tensor {
@@ -649,6 +705,23 @@ mod tests {
         let out = model.wire_node("gelu", ElementWiseOp(Box::new(GeluExact {}), None), &summed).unwrap();
         model.select_output_outlets(&out).unwrap();
         check(model, tvec!(values(&[n, k], 3), values(&[n, m], 4)));
+    }
+
+    #[test]
+    fn layer_norm_affine_step_folds_into_the_weights() {
+        let (n, k, m) = (300, 6, 5);
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([3, n, k])).unwrap();
+        let gamma = model.add_const("gamma", values(&[1, 1, k], 14)).unwrap();
+        let beta = model.add_const("beta", values(&[1, 1, k], 15)).unwrap();
+        let w = model.add_const("w", values(&[k, m], 16)).unwrap();
+        let bias = model.add_const("bias", values(&[1, 1, m], 17)).unwrap();
+        let scaled = model.wire_node("scaled", mul(), &[gamma, x]).unwrap();
+        let shifted = model.wire_node("shifted", add(), &[scaled[0], beta]).unwrap();
+        let product = model.wire_node("product", EinSum::new("ank,km->anm".parse().unwrap(), f32::datum_type()), &[shifted[0], w]).unwrap();
+        let out = model.wire_node("biased", add(), &[product[0], bias]).unwrap();
+        model.select_output_outlets(&out).unwrap();
+        check(model, tvec!(values(&[3, n, k], 18)));
     }
 
     #[test]

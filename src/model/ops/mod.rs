@@ -15,10 +15,7 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
     if attentions > 0 {
         log::debug!("{attentions} window attentions run as one operator each");
     }
-    // On x86-64, matrixmultiply's kernels beat tract's on these shapes
-    // (docs/PERFORMANCE.md). On aarch64 tract's own NEON kernels stay until a
-    // board measures the two (docs/BOARDS.md, "Speed").
-    if !cfg!(target_arch = "x86_64") {
+    if !dense_measured_faster() {
         return Ok(());
     }
     let dense = dense::fuse(model)?;
@@ -26,4 +23,17 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
         log::debug!("{dense} matmuls with constant weights run with their epilogues as one operator each");
     }
     Ok(())
+}
+
+/// Whether this CPU is one where [`dense::Dense`] was measured faster than
+/// tract's matmuls: x86-64 with AVX-512, where matrixmultiply's AVX-512
+/// kernels run these shapes 1.5-3x faster (docs/PERFORMANCE.md). With AVX2
+/// only, its AVX2 kernel measured slower than tract's AVX-512 one on the same
+/// CPU, and was not compared with tract's AVX2 kernels; aarch64 boards keep
+/// tract's NEON kernels until one measures both (docs/BOARDS.md, "Speed").
+fn dense_measured_faster() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
 }
