@@ -20,9 +20,10 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::math::{Add, Mul};
 use tract_onnx::tract_core::ops::nn::{DataFormat, GeluExact};
+
+use super::{is_unary, with_const};
 
 /// Output bytes one block covers: its epilogue then reads what its matmul
 /// just wrote from cache, while each block's repacking of the weights stays
@@ -341,20 +342,17 @@ impl TypedOp for Dense {
 /// Replaces every float32 `x·W` of `model` (decluttered), with the bias add,
 /// residual add and GELU that follow it, by a [`Dense`]; returns how many.
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
-    let mut fused = 0;
-    for id in 0..model.nodes().len() {
-        if let Some(patch) = pattern(model, id)? {
-            patch.apply(model)?;
-            fused += 1;
-        }
-    }
-    Ok(fused)
+    super::rewrite_matches(model, pattern)
 }
 
 /// The patch replacing the matmul at node `id` and its epilogue, if it is one.
 fn pattern(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
     let node = model.node(id);
-    rule_if_some!((x, weights, mut bias, layout) = einsum_product(model, node)?.or(convolution(model, node)?));
+    let product = match einsum_product(model, node)? {
+        Some(product) => Some(product),
+        None => convolution(model, node)?,
+    };
+    rule_if_some!((x, weights, mut bias, layout) = product);
 
     // The epilogue: bias, residual, GELU, each optional, in this order.
     let mut last = node;
@@ -374,7 +372,7 @@ fn pattern(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>
         }
     }
     if let Some(next) = only_successor(model, last)? {
-        if next.op_as::<ElementWiseOp>().is_some_and(|op| op.0.is::<GeluExact>()) {
+        if is_unary::<GeluExact>(next) {
             gelu = true;
             last = next;
         }
@@ -472,7 +470,7 @@ fn convolution(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Produ
 
 /// `x` as `input * gamma + beta`, both constants along x's last axis k, and
 /// nothing else using the product or the sum: `(input, gamma, beta)`.
-fn affine_before(model: &TypedModel, x: OutletId, layout: &Layout) -> TractResult<Option<(OutletId, Tensor, Tensor)>> {
+fn affine_before(model: &TypedModel, x: OutletId, layout: &Layout) -> TractResult<Option<(OutletId, Arc<Tensor>, Arc<Tensor>)>> {
     rule_if!(layout.patches.is_none() && layout.x_k == 1);
     let sum = model.node(x.node);
     rule_if_some!((beta, scaled) = with_const::<Add>(model, sum)?);
@@ -481,16 +479,7 @@ fn affine_before(model: &TypedModel, x: OutletId, layout: &Layout) -> TractResul
     rule_if_some!((gamma, input) = with_const::<Mul>(model, scaled)?);
     let along_k = |t: &Tensor| t.datum_type() == f32::datum_type() && t.len() == layout.k && t.shape().last() == Some(&layout.k);
     rule_if!(along_k(&gamma) && along_k(&beta) && sum.outputs[0].successors.len() == 1);
-    Ok(Some((input, gamma.into_shape(&[layout.k])?, beta.into_shape(&[layout.k])?)))
-}
-
-/// `node` as `Bin(other, constant)` in either order: the constant and `other`.
-fn with_const<Bin: tract_onnx::tract_core::ops::binary::BinMiniOp>(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Tensor, OutletId)>> {
-    rule_if!(node.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Bin>()) && node.inputs.len() == 2);
-    let facts = model.node_input_facts(node.id)?;
-    rule_if_some!(slot = facts.iter().position(|f| f.konst.is_some()));
-    rule_if!(facts[1 - slot].konst.is_none());
-    Ok(Some((facts[slot].konst.as_ref().unwrap().clone().into_tensor(), node.inputs[1 - slot])))
+    Ok(Some((input, gamma, beta)))
 }
 
 /// Weights and bias of `(input * gamma + beta)·W + bias`, as `input·W' + bias'`:
@@ -650,18 +639,12 @@ mod tests {
     use super::*;
     use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
     use tract_onnx::tract_core::ops::cnn::PoolSpec;
+    use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
     use tract_onnx::tract_core::ops::math::{add, mul};
 
     /// Reproducible values in [-2, 2).
     fn values(shape: &[usize], seed: u64) -> Tensor {
-        let mut state = seed;
-        let len = shape.iter().product();
-        let values: Vec<f32> = (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 40) as f32 / (1u64 << 22) as f32 - 2.0
-            })
-            .collect();
+        let values: Vec<f32> = crate::model::ops::test_values(shape.iter().product(), seed).iter().map(|v| v * 2.0).collect();
         Tensor::from_shape(shape, &values).unwrap()
     }
 

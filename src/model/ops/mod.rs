@@ -4,7 +4,9 @@
 mod dense;
 mod window_attention;
 
-use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
+use tract_onnx::tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
 
 /// Rewrites a decluttered float32 model with maskd's operators.
 ///
@@ -36,4 +38,45 @@ fn dense_measured_faster() -> bool {
     return std::arch::is_x86_feature_detected!("avx512f");
     #[cfg(not(target_arch = "x86_64"))]
     return false;
+}
+
+/// Applies the patch `pattern` makes at each node of `model` where it makes
+/// one; returns how many it applied.
+fn rewrite_matches(
+    model: &mut TypedModel,
+    pattern: impl Fn(&TypedModel, usize) -> TractResult<Option<TypedModelPatch>>,
+) -> TractResult<usize> {
+    let mut applied = 0;
+    for id in 0..model.nodes().len() {
+        if let Some(patch) = pattern(model, id)? {
+            patch.apply(model)?;
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}
+
+fn is_unary<Mini: ElementWiseMiniOp>(node: &TypedNode) -> bool {
+    node.op_as::<ElementWiseOp>().is_some_and(|op| op.0.is::<Mini>())
+}
+
+/// `node` as `Bin(other, constant)` in either order: the constant and `other`.
+fn with_const<Bin: BinMiniOp>(model: &TypedModel, node: &TypedNode) -> TractResult<Option<(Arc<Tensor>, OutletId)>> {
+    rule_if!(node.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Bin>()) && node.inputs.len() == 2);
+    let facts = model.node_input_facts(node.id)?;
+    rule_if_some!(slot = facts.iter().position(|f| f.konst.is_some()));
+    rule_if!(facts[1 - slot].konst.is_none());
+    Ok(Some((facts[slot].konst.clone().unwrap(), node.inputs[1 - slot])))
+}
+
+/// Reproducible test values in [-1, 1).
+#[cfg(test)]
+fn test_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
 }

@@ -18,13 +18,14 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::Slice;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::math::{Add, Exp, Max, Min, Mul, Recip};
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 use tract_onnx::prelude::tract_linalg::element_wise::ElementWise;
 use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::prelude::tract_linalg::reduce::Reduce as ReduceKernel;
 use tract_onnx::prelude::tract_linalg::routines::Func;
+
+use super::{is_unary, with_const};
 
 /// Attention over `windows` x `tokens` x `heads`, from the qkv projection's
 /// output `[windows, tokens, heads, 3 x head_dim]` (q, k and v side by side
@@ -164,14 +165,7 @@ impl TypedOp for WindowAttention {
 /// Replaces every window attention of `model` (decluttered, float32) by a
 /// [`WindowAttention`]; returns how many it replaced.
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
-    let mut fused = 0;
-    for id in 0..model.nodes().len() {
-        if let Some(patch) = pattern(model, id)? {
-            patch.apply(model)?;
-            fused += 1;
-        }
-    }
-    Ok(fused)
+    super::rewrite_matches(model, pattern)
 }
 
 /// The patch replacing the attention whose `exp` is node `exp`, if it is one.
@@ -224,10 +218,6 @@ fn pattern(model: &TypedModel, exp: usize) -> TractResult<Option<TypedModelPatch
     Ok(Some(patch))
 }
 
-fn is_unary<Mini: ElementWiseMiniOp>(node: &TypedNode) -> bool {
-    node.op_as::<ElementWiseOp>().is_some_and(|op| op.0.is::<Mini>())
-}
-
 fn is_einsum(node: &TypedNode, axes: &str) -> bool {
     node.op_as::<EinSum>().is_some_and(|op| op.q_params.is_none() && op.axes.to_string() == axes)
 }
@@ -243,10 +233,7 @@ fn binary_with_const<'m, Bin: BinMiniOp>(
     model: &'m TypedModel,
     node: &TypedNode,
 ) -> TractResult<Option<(&'m TypedNode, Arc<Tensor>)>> {
-    rule_if!(node.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Bin>()));
-    let facts = model.node_input_facts(node.id)?;
-    rule_if_some!(constant = facts.iter().find_map(|f| f.konst.clone()));
-    rule_if_some!(input = node.inputs.iter().zip(&facts).find(|(_, f)| f.konst.is_none()).map(|(i, _)| *i));
+    rule_if_some!((constant, input) = with_const::<Bin>(model, node)?);
     let input = model.node(input.node);
     rule_if!(input.outputs.len() == 1 && input.outputs[0].successors.len() == 1);
     Ok(Some((input, constant)))
@@ -264,6 +251,7 @@ fn slice_of(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(OutletI
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::test_values;
 
     const SHAPE: [usize; 4] = [3, 7, 2, 4];
 
@@ -299,23 +287,12 @@ mod tests {
         qkv[((w * tokens + t) * heads + h) * 3 * head_dim + part * head_dim + d]
     }
 
-    /// Reproducible values in [-1, 1).
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-
     #[test]
     fn every_window_and_head_matches_the_formula_with_clipped_scores() {
         let [windows, tokens, heads, head_dim] = SHAPE;
-        let bias = Tensor::from_shape(&[1, tokens, heads, tokens], &values(tokens * heads * tokens, 1)).unwrap();
+        let bias = Tensor::from_shape(&[1, tokens, heads, tokens], &test_values(tokens * heads * tokens, 1)).unwrap();
         let op = WindowAttention { bias: Arc::new(bias), scale: 3.0, low: -1.5, high: 1.5 };
-        let qkv = values(windows * tokens * heads * 3 * head_dim, 2);
+        let qkv = test_values(windows * tokens * heads * 3 * head_dim, 2);
         let scores = raw_scores(&op, &qkv);
         let all = || scores.iter().flatten().flatten().flatten();
         assert!(all().any(|s| *s < op.low) && all().any(|s| *s > op.high), "no score is clipped at one end");
