@@ -13,9 +13,7 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
-use tract_onnx::prelude::tract_linalg::element_wise::ElementWise;
 use tract_onnx::prelude::tract_linalg::multithread::{current_tract_executor, par_chunks_mut, Executor};
-use tract_onnx::prelude::tract_linalg::routines::Func;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
@@ -23,6 +21,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math::{Add, Mul};
 use tract_onnx::tract_core::ops::nn::{DataFormat, GeluExact};
 
+use super::gelu::gelu;
 use super::{is_unary, with_const};
 
 /// Output bytes one block covers: its epilogue then reads what its matmul
@@ -172,7 +171,7 @@ impl EvalOp for Dense {
         let weights = weights.as_slice::<f32>()?;
         let bias = self.bias.as_ref().map(|b| b.try_as_plain_ram()).transpose()?;
         let bias = bias.as_ref().map(|b| b.as_slice::<f32>()).transpose()?;
-        let epilogue = Epilogue { bias, residual, gelu: self.gelu.then(|| Func::Erf.ew_f32()).transpose()? };
+        let epilogue = Epilogue { bias, residual, gelu: self.gelu };
         // SAFETY: every element is written by the matmul (beta = 0, so
         // matrixmultiply never reads the output) before anything reads it.
         let mut output = unsafe { Tensor::uninitialized::<f32>(&layout.output_shape)? };
@@ -205,7 +204,7 @@ unsafe impl Sync for OutputPointer {}
 struct Epilogue<'a> {
     bias: Option<&'a [f32]>,
     residual: Option<&'a [f32]>,
-    gelu: Option<Box<dyn ElementWise<f32>>>,
+    gelu: bool,
 }
 
 impl Epilogue<'_> {
@@ -224,25 +223,11 @@ impl Epilogue<'_> {
         }
     }
 
-    /// Applies the activation to a whole block at once: tract's kernels pay
-    /// a fixed cost per call.
-    fn activate(&self, block: &mut [f32], scratch: &mut Vec<f32>) -> TractResult<()> {
-        match &self.gelu {
-            Some(erf) => gelu(block, &**erf, scratch),
-            None => Ok(()),
+    fn activate(&self, block: &mut [f32]) {
+        if self.gelu {
+            gelu(block);
         }
     }
-}
-
-/// tract's `GeluExact` for f32, the same operations in the same order:
-/// `(x * 0.5) * (erf(x * (1/√2)) + 1)` with tract's erf kernel.
-fn gelu(values: &mut [f32], erf: &dyn ElementWise<f32>, scratch: &mut Vec<f32>) -> TractResult<()> {
-    let c = 2f32.sqrt().recip();
-    scratch.clear();
-    scratch.extend(values.iter().map(|x| x * c));
-    erf.run(scratch)?;
-    values.iter_mut().zip(scratch.iter()).for_each(|(x, e)| *x = (*x * 0.5) * (*e + 1.0));
-    Ok(())
 }
 
 impl Dense {
@@ -275,7 +260,6 @@ impl Dense {
         // The block is computed into a buffer of its own, contiguous, so that
         // the activation runs over it in one call before it is copied out.
         let mut buffer = vec![0f32; m * block];
-        let mut scratch = Vec::new();
         for &start in starts {
             let width = block.min(n - start);
             let xs = match &self.layout.patches {
@@ -292,7 +276,7 @@ impl Dense {
             for (channel, values) in block.chunks_exact_mut(width).enumerate() {
                 epilogue.add(values, channel * n + start, Some(channel));
             }
-            epilogue.activate(block, &mut scratch)?;
+            epilogue.activate(block);
             for (channel, values) in block.chunks_exact(width).enumerate() {
                 // SAFETY: the output holds m x n values, and each block writes
                 // only its own pixels' columns of it.
@@ -309,7 +293,6 @@ impl Dense {
         let rows = chunk.len() / m;
         let block = (BLOCK_BYTES / 4 / m).max(16);
         let w = ArrayView2::from_shape((k, m).strides((w_k as usize, w_m as usize)), weights)?;
-        let mut scratch = Vec::new();
         for start in (0..rows).step_by(block) {
             let height = block.min(rows - start);
             let xs = ArrayView2::from_shape((height, k).strides((x_n as usize, x_k as usize)), &x[(first + start) * x_n as usize..])?;
@@ -319,7 +302,7 @@ impl Dense {
             for (row, values) in block.chunks_exact_mut(m).enumerate() {
                 epilogue.add(values, (first + start + row) * m, None);
             }
-            epilogue.activate(block, &mut scratch)?;
+            epilogue.activate(block);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! graph between tract's decluttering and its optimization.
 
 mod dense;
+mod gelu;
 mod window_attention;
 
 use tract_onnx::tract_core::internal::*;
@@ -23,6 +24,11 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
     let dense = dense::fuse(model)?;
     if dense > 0 {
         log::debug!("{dense} matmuls with constant weights run with their epilogues as one operator each");
+    }
+    // After Dense, which takes the GELUs that follow its matmuls.
+    let gelus = gelu::fuse(model)?;
+    if gelus > 0 {
+        log::debug!("{gelus} other GELUs run in one pass each");
     }
     Ok(())
 }
