@@ -51,7 +51,10 @@ pub fn load(
         }
     };
     optimized
-        .and_then(|m| m.into_runnable_with_options(&run_options()))
+        .and_then(|mut m| {
+            ops::spread(&mut m)?;
+            m.into_runnable_with_options(&run_options())
+        })
         .with_context(|| format!("optimizing {}", path.display()))
 }
 

@@ -3,6 +3,7 @@
 
 mod dense;
 mod gelu;
+mod move_axis;
 mod window_attention;
 
 use tract_onnx::tract_core::internal::*;
@@ -29,6 +30,20 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
     let gelus = gelu::fuse(model)?;
     if gelus > 0 {
         log::debug!("{gelus} other GELUs run in one pass each");
+    }
+    Ok(())
+}
+
+/// Rewrites an optimized model with maskd's operators that split across
+/// threads what tract runs on one (after tract's optimizer, which would no
+/// longer recognize them).
+///
+/// # Errors
+/// A rewrite failed (a bug, as in [`fuse`]).
+pub fn spread(model: &mut TypedModel) -> TractResult<()> {
+    let moves = move_axis::spread(model)?;
+    if moves > 0 {
+        log::debug!("{moves} axis moves split across threads");
     }
     Ok(())
 }
