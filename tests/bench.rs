@@ -137,16 +137,22 @@ fn profile_times_every_node_of_the_plan_with_fused_operators() {
     // them in the attentions' two matmuls.
     let giga = |op: &serde_json::Value| op["fmas"].as_f64().unwrap() / 1e9;
     // On x86-64 with AVX-512 the matmuls with constant weights and the
-    // convolutions run as maskd's Dense (src/model/ops/dense.rs), their GELUs
-    // fused (106 of them; the 33 after depthwise convolutions stay tract's).
-    // Elsewhere tract's own matmuls run them all.
+    // convolutions run as maskd's Dense (src/model/ops/dense.rs), with the
+    // GELUs that follow them, and the 33 others (after depthwise
+    // convolutions) as maskd's one-pass Gelu. Elsewhere tract's own matmuls
+    // and GELUs run them all.
     let dense = op("Dense");
-    let gelus = op("GeluExact").map_or(0, |gelu| gelu["nodes"].as_u64().unwrap());
+    let count = |name: &str| op(name).map_or(0, |op| op["nodes"].as_u64().unwrap());
     if is_avx512() {
         assert!(dense.is_some(), "no Dense in the plan");
-        assert!(gelus <= 40, "{gelus} GELUs left unfused");
+        assert_eq!((count("GeluExact"), count("Gelu")), (0, 33), "GELUs left to tract");
     } else {
         assert!(dense.is_none() && op("OptMatMul").is_some(), "Dense on a CPU without AVX-512");
+    }
+    // Every copy runs on all the threads (src/model/ops/mod.rs, `spread`).
+    for copy in ["MoveAxis", "Slice", "Pad", "Concat"] {
+        assert_eq!(count(copy), 0, "tract's {copy} left in the plan");
+        assert!(count(&format!("{copy}Threaded")) > 0, "no {copy}Threaded in the plan");
     }
     let matmuls = dense.map_or(0.0, giga) + op("OptMatMul").map_or(0.0, giga);
     assert!((2.5..2.7).contains(&giga(attention)), "{} G in the attentions", giga(attention));

@@ -1,12 +1,16 @@
 //! maskd's own tract operators, and the passes that put them in a model's
 //! graph between tract's decluttering and its optimization.
 
+mod concat;
 mod dense;
 mod gelu;
 mod move_axis;
+mod pad;
+mod slice;
 mod window_attention;
 
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::{PadMode, TypedConcat};
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
 
@@ -35,17 +39,54 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
 }
 
 /// Rewrites an optimized model with maskd's operators that split across
-/// threads what tract runs on one (after tract's optimizer, which would no
-/// longer recognize them).
+/// threads the copies tract runs on one: axis moves, slices, constant pads
+/// and concatenations of f32 tensors. After tract's optimizer, which moves
+/// and merges its own such nodes and would not know these.
 ///
 /// # Errors
 /// A rewrite failed (a bug, as in [`fuse`]).
 pub fn spread(model: &mut TypedModel) -> TractResult<()> {
-    let moves = move_axis::spread(model)?;
-    if moves > 0 {
-        log::debug!("{moves} axis moves split across threads");
+    let spread = rewrite_matches(model, |model, id| {
+        let node = model.node(id);
+        rule_if!(node.outputs.len() == 1);
+        let fact = &node.outputs[0].fact;
+        rule_if!(fact.datum_type == f32::datum_type() && fact.shape.is_concrete());
+        let op: Box<dyn TypedOp> = if let Some(&AxisOp::Move(from, to)) = node.op_as::<AxisOp>() {
+            Box::new(move_axis::MoveAxis { from, to })
+        } else if let Some(op) = node.op_as::<tract_onnx::tract_core::ops::array::Slice>() {
+            rule_if_some!(start = op.start.as_i64());
+            rule_if_some!(end = op.end.as_i64());
+            Box::new(slice::Slice { axis: op.axis, start: start as usize, end: end as usize })
+        } else if let Some(op) = node.op_as::<tract_onnx::tract_core::ops::array::Pad>() {
+            let PadMode::Constant(value) = &op.mode else { return Ok(None) };
+            rule_if!(value.datum_type() == f32::datum_type() && value.len() == 1);
+            Box::new(pad::Pad { pads: op.pads.clone(), value: value.cast_to_scalar::<f32>()? })
+        } else if let Some(op) = node.op_as::<TypedConcat>() {
+            Box::new(concat::Concat { axis: op.axis })
+        } else {
+            return Ok(None);
+        };
+        TypedModelPatch::replace_single_op(model, node, &node.inputs, op).map(Some)
+    })?;
+    if spread > 0 {
+        log::debug!("{spread} copies split across threads");
     }
     Ok(())
+}
+
+/// Fills `chunk`, the output from unit `first` on (a unit: `inner` values),
+/// one contiguous run at a time: `source(unit)` is the slice that unit comes
+/// from, where in it (in units) it starts, and how many units follow it there
+/// contiguously.
+fn copy_runs<'a>(chunk: &mut [f32], first: usize, inner: usize, source: impl Fn(usize) -> (&'a [f32], usize, usize)) {
+    let units = chunk.len() / inner;
+    let mut done = 0;
+    while done < units {
+        let (src, at, run) = source(first + done);
+        let n = run.min(units - done);
+        chunk[done * inner..(done + n) * inner].copy_from_slice(&src[at * inner..(at + n) * inner]);
+        done += n;
+    }
 }
 
 /// Whether this CPU is one where [`dense::Dense`] was measured faster than
@@ -92,7 +133,7 @@ fn with_const<Bin: BinMiniOp>(model: &TypedModel, node: &TypedNode) -> TractResu
 
 /// Reproducible test values in [-1, 1).
 #[cfg(test)]
-fn test_values(len: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn test_values(len: usize, seed: u64) -> Vec<f32> {
     let mut state = seed;
     (0..len)
         .map(|_| {
@@ -100,4 +141,39 @@ fn test_values(len: usize, seed: u64) -> Vec<f32> {
             (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
         })
         .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+    /// Checks that [`spread`] replaces the one node `wire` makes over inputs
+    /// of `shapes`, and that the plan's output then is tract's, value for
+    /// value, on 1 and 2 threads.
+    pub fn assert_spread_equals_tract(shapes: &[&[usize]], wire: impl Fn(&mut TypedModel, &[OutletId]) -> TractResult<TVec<OutletId>>) {
+        let mut model = TypedModel::default();
+        let mut inputs = tvec!();
+        let mut values = tvec!();
+        for (ix, shape) in shapes.iter().enumerate() {
+            inputs.push(model.add_source(format!("x{ix}"), f32::fact(*shape)).unwrap());
+            let len = shape.iter().product();
+            values.push(Tensor::from_shape(shape, &test_values(len, ix as u64 + len as u64)).unwrap());
+        }
+        let output = wire(&mut model, &inputs).unwrap();
+        model.select_output_outlets(&output).unwrap();
+        let run = |model: &TypedModel| {
+            let plan = model.clone().into_runnable().unwrap();
+            plan.run(values.iter().map(|v| v.clone().into_tvalue()).collect()).unwrap().remove(0).into_tensor()
+        };
+        let want = run(&model);
+        let mut spread_model = model.clone();
+        spread(&mut spread_model).unwrap();
+        let replaced = spread_model.nodes().iter().filter(|n| n.op.name().ends_with("Threaded")).count();
+        assert_eq!(replaced, 1, "{spread_model}");
+        for threads in [1, 2] {
+            let got = multithread_tract_scope(Executor::multithread(threads), || run(&spread_model));
+            assert_eq!(got, want, "{shapes:?}, {threads} thread(s): {spread_model}");
+        }
+    }
 }

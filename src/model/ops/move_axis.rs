@@ -4,9 +4,8 @@
 //! The encoder's optimized plan keeps 43 axis moves: its window partitions
 //! and their reverses, and the transposes around its depthwise convolutions.
 //! tract runs each on one thread; at 2 threads they took 45 of the encoder's
-//! 657 ms, with the second core idle (docs/PERFORMANCE.md). [`spread`]
-//! replaces them in an optimized plan, where tract no longer rewrites axis
-//! moves.
+//! 657 ms, with the second core idle (docs/PERFORMANCE.md).
+//! [`super::spread`] puts this operator in their place.
 
 use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::tract_core::internal::*;
@@ -19,8 +18,8 @@ const TILE: usize = 16;
 /// Moves axis `from` to position `to`, as tract's `AxisOp::Move`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MoveAxis {
-    from: usize,
-    to: usize,
+    pub from: usize,
+    pub to: usize,
 }
 
 impl MoveAxis {
@@ -114,49 +113,19 @@ impl TypedOp for MoveAxis {
     as_op!();
 }
 
-/// Replaces each f32 axis move of `model` (optimized) by a [`MoveAxis`];
-/// returns how many.
-pub fn spread(model: &mut TypedModel) -> TractResult<usize> {
-    super::rewrite_matches(model, |model, id| {
-        let node = model.node(id);
-        rule_if_some!(&AxisOp::Move(from, to) = node.op_as::<AxisOp>());
-        let fact = model.outlet_fact(node.inputs[0])?;
-        rule_if!(fact.datum_type == f32::datum_type() && fact.shape.is_concrete());
-        TypedModelPatch::replace_single_op(model, node, &node.inputs, MoveAxis { from, to }).map(Some)
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::test_values;
-    use super::*;
-    use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
-
-    fn run(model: &TypedModel, input: &Tensor) -> Tensor {
-        let plan = model.clone().into_runnable().unwrap();
-        plan.run(tvec!(input.clone().into_tvalue())).unwrap().remove(0).into_tensor()
-    }
+    use super::super::tests::assert_spread_equals_tract;
+    use tract_onnx::tract_core::internal::*;
 
     #[test]
     fn every_move_of_odd_shapes_equals_tracts() {
         // Single values (a transpose) and runs of values, sizes on and off the
         // tile's edges.
         for shape in [vec![37usize, 300], vec![300, 37], vec![3, 19, 7, 19, 5], vec![2, 33, 17, 64], vec![1, 5, 1, 3]] {
-            let len = shape.iter().product();
-            let input = Tensor::from_shape(&shape, &test_values(len, len as u64)).unwrap();
             for from in 0..shape.len() {
                 for to in (0..shape.len()).filter(|&to| to != from) {
-                    let mut model = TypedModel::default();
-                    let x = model.add_source("x", f32::fact(&shape)).unwrap();
-                    let moved = model.wire_node("move", AxisOp::Move(from, to), &[x]).unwrap();
-                    model.select_output_outlets(&moved).unwrap();
-                    let want = run(&model, &input);
-                    let mut spread_model = model.clone();
-                    assert_eq!(spread(&mut spread_model).unwrap(), 1);
-                    for threads in [1, 2] {
-                        let got = multithread_tract_scope(Executor::multithread(threads), || run(&spread_model, &input));
-                        assert_eq!(got, want, "{shape:?}, axis {from} to {to}, {threads} thread(s)");
-                    }
+                    assert_spread_equals_tract(&[&shape], |model, inputs| model.wire_node("move", AxisOp::Move(from, to), inputs));
                 }
             }
         }
