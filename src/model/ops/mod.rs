@@ -4,6 +4,7 @@
 mod concat;
 mod dense;
 mod gelu;
+mod layer_norm;
 mod move_axis;
 mod pad;
 mod slice;
@@ -23,17 +24,21 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<()> {
     if attentions > 0 {
         log::debug!("{attentions} window attentions run as one operator each");
     }
-    if !dense_measured_faster() {
-        return Ok(());
+    if dense_measured_faster() {
+        let dense = dense::fuse(model)?;
+        if dense > 0 {
+            log::debug!("{dense} matmuls with constant weights run with their epilogues as one operator each");
+        }
+        // After Dense, which takes the GELUs that follow its matmuls.
+        let gelus = gelu::fuse(model)?;
+        if gelus > 0 {
+            log::debug!("{gelus} other GELUs run in one pass each");
+        }
     }
-    let dense = dense::fuse(model)?;
-    if dense > 0 {
-        log::debug!("{dense} matmuls with constant weights run with their epilogues as one operator each");
-    }
-    // After Dense, which takes the GELUs that follow its matmuls.
-    let gelus = gelu::fuse(model)?;
-    if gelus > 0 {
-        log::debug!("{gelus} other GELUs run in one pass each");
+    // After Dense, which folds the normalizations' affine steps.
+    let norms = layer_norm::fuse(model)?;
+    if norms > 0 {
+        log::debug!("{norms} layer normalizations run as one operator each");
     }
     Ok(())
 }
