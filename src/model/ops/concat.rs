@@ -63,7 +63,6 @@ impl EvalOp for Concat {
                 Ok(())
             })?;
         }
-        drop(output_ram);
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -80,7 +79,7 @@ impl TypedOp for Concat {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::assert_spread_equals_tract;
+    use super::super::assert_spread_equals_tract;
     use tract_onnx::tract_core::internal::*;
     use tract_onnx::tract_core::ops::array::TypedConcat;
 

@@ -242,6 +242,7 @@ impl Epilogue<'_> {
         }
     }
 
+    /// Applies the activation to a whole block at once.
     fn activate(&self, block: &mut [f32]) {
         if self.gelu {
             gelu(block);

@@ -72,7 +72,6 @@ impl EvalOp for LayerNorm {
                     Ok(())
                 })?;
             }
-            drop(ram);
             return Ok(tvec!(x.into_tvalue()));
         }
         let x_ram = x.try_as_plain_ram()?;
@@ -95,7 +94,6 @@ impl EvalOp for LayerNorm {
                 Ok(())
             })?;
         }
-        drop(output_ram);
         Ok(tvec!(output.into_tvalue()))
     }
 }

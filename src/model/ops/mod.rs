@@ -1,5 +1,6 @@
 //! maskd's own tract operators, and the passes that put them in a model's
-//! graph between tract's decluttering and its optimization.
+//! graph: [`fuse`] between tract's decluttering and its optimization,
+//! [`spread`] after it.
 
 mod concat;
 mod dense;
@@ -11,7 +12,7 @@ mod slice;
 mod window_attention;
 
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::array::{PadMode, TypedConcat};
+use tract_onnx::tract_core::ops::array::{self, PadMode, TypedConcat};
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
 
@@ -58,11 +59,11 @@ pub fn spread(model: &mut TypedModel) -> TractResult<()> {
         rule_if!(fact.datum_type == f32::datum_type() && fact.shape.is_concrete());
         let op: Box<dyn TypedOp> = if let Some(&AxisOp::Move(from, to)) = node.op_as::<AxisOp>() {
             Box::new(move_axis::MoveAxis { from, to })
-        } else if let Some(op) = node.op_as::<tract_onnx::tract_core::ops::array::Slice>() {
+        } else if let Some(op) = node.op_as::<array::Slice>() {
             rule_if_some!(start = op.start.as_i64());
             rule_if_some!(end = op.end.as_i64());
             Box::new(slice::Slice { axis: op.axis, start: start as usize, end: end as usize })
-        } else if let Some(op) = node.op_as::<tract_onnx::tract_core::ops::array::Pad>() {
+        } else if let Some(op) = node.op_as::<array::Pad>() {
             let PadMode::Constant(value) = &op.mode else { return Ok(None) };
             rule_if!(value.datum_type() == f32::datum_type() && value.len() == 1);
             Box::new(pad::Pad { pads: op.pads.clone(), value: value.cast_to_scalar::<f32>()? })
@@ -138,7 +139,7 @@ fn with_const<Bin: BinMiniOp>(model: &TypedModel, node: &TypedNode) -> TractResu
 
 /// Reproducible test values in [-1, 1).
 #[cfg(test)]
-pub(crate) fn test_values(len: usize, seed: u64) -> Vec<f32> {
+fn test_values(len: usize, seed: u64) -> Vec<f32> {
     let mut state = seed;
     (0..len)
         .map(|_| {
@@ -149,36 +150,34 @@ pub(crate) fn test_values(len: usize, seed: u64) -> Vec<f32> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
+use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
 
-    /// Checks that [`spread`] replaces the one node `wire` makes over inputs
-    /// of `shapes`, and that the plan's output then is tract's, value for
-    /// value, on 1 and 2 threads.
-    pub fn assert_spread_equals_tract(shapes: &[&[usize]], wire: impl Fn(&mut TypedModel, &[OutletId]) -> TractResult<TVec<OutletId>>) {
-        let mut model = TypedModel::default();
-        let mut inputs = tvec!();
-        let mut values = tvec!();
-        for (ix, shape) in shapes.iter().enumerate() {
-            inputs.push(model.add_source(format!("x{ix}"), f32::fact(*shape)).unwrap());
-            let len = shape.iter().product();
-            values.push(Tensor::from_shape(shape, &test_values(len, ix as u64 + len as u64)).unwrap());
-        }
-        let output = wire(&mut model, &inputs).unwrap();
-        model.select_output_outlets(&output).unwrap();
-        let run = |model: &TypedModel| {
-            let plan = model.clone().into_runnable().unwrap();
-            plan.run(values.iter().map(|v| v.clone().into_tvalue()).collect()).unwrap().remove(0).into_tensor()
-        };
-        let want = run(&model);
-        let mut spread_model = model.clone();
-        spread(&mut spread_model).unwrap();
-        let replaced = spread_model.nodes().iter().filter(|n| n.op.name().ends_with("Threaded")).count();
-        assert_eq!(replaced, 1, "{spread_model}");
-        for threads in [1, 2] {
-            let got = multithread_tract_scope(Executor::multithread(threads), || run(&spread_model));
-            assert_eq!(got, want, "{shapes:?}, {threads} thread(s): {spread_model}");
-        }
+/// Checks that [`spread`] replaces the one node `wire` makes over inputs of
+/// `shapes`, and that the plan's output then is tract's, value for value, on
+/// 1 and 2 threads.
+#[cfg(test)]
+fn assert_spread_equals_tract(shapes: &[&[usize]], wire: impl Fn(&mut TypedModel, &[OutletId]) -> TractResult<TVec<OutletId>>) {
+    let mut model = TypedModel::default();
+    let mut inputs = tvec!();
+    let mut values = tvec!();
+    for (ix, shape) in shapes.iter().enumerate() {
+        inputs.push(model.add_source(format!("x{ix}"), f32::fact(*shape)).unwrap());
+        let len = shape.iter().product();
+        values.push(Tensor::from_shape(shape, &test_values(len, ix as u64 + len as u64)).unwrap());
+    }
+    let output = wire(&mut model, &inputs).unwrap();
+    model.select_output_outlets(&output).unwrap();
+    let run = |model: &TypedModel| {
+        let plan = model.clone().into_runnable().unwrap();
+        plan.run(values.iter().map(|v| v.clone().into_tvalue()).collect()).unwrap().remove(0).into_tensor()
+    };
+    let want = run(&model);
+    let mut spread_model = model.clone();
+    spread(&mut spread_model).unwrap();
+    let replaced = spread_model.nodes().iter().filter(|n| n.op.name().ends_with("Threaded")).count();
+    assert_eq!(replaced, 1, "{spread_model}");
+    for threads in [1, 2] {
+        let got = multithread_tract_scope(Executor::multithread(threads), || run(&spread_model));
+        assert_eq!(got, want, "{shapes:?}, {threads} thread(s): {spread_model}");
     }
 }

@@ -72,7 +72,6 @@ impl EvalOp for MoveAxis {
                 Ok(())
             })?;
         }
-        drop(output_ram);
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -115,7 +114,7 @@ impl TypedOp for MoveAxis {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::assert_spread_equals_tract;
+    use super::super::assert_spread_equals_tract;
     use tract_onnx::tract_core::internal::*;
 
     #[test]

@@ -54,7 +54,6 @@ impl EvalOp for Pad {
                 Ok(())
             })?;
         }
-        drop(output_ram);
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -96,7 +95,7 @@ impl TypedOp for Pad {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::assert_spread_equals_tract;
+    use super::super::assert_spread_equals_tract;
     use tract_onnx::tract_core::internal::*;
     use tract_onnx::tract_core::ops::array::{Pad, PadMode};
 

@@ -57,7 +57,6 @@ impl EvalOp for Slice {
                 Ok(())
             })?;
         }
-        drop(output_ram);
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -74,7 +73,7 @@ impl TypedOp for Slice {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::assert_spread_equals_tract;
+    use super::super::assert_spread_equals_tract;
     use tract_onnx::tract_core::internal::*;
     use tract_onnx::tract_core::ops::array::Slice;
 
