@@ -4,10 +4,9 @@
 //! thread, 27 concatenations and 9 ms (docs/PERFORMANCE.md).
 //! [`super::spread`] puts this operator in their place.
 
-use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::tract_core::internal::*;
 
-use super::copy_runs;
+use super::{copy_runs, threaded_output};
 
 /// The inputs joined along axis `axis`, as tract's `TypedConcat`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,23 +45,19 @@ impl EvalOp for Concat {
         let srcs = rams.iter().map(|r| r.as_slice::<f32>()).collect::<TractResult<Vec<_>>>()?;
         // Where each input starts along the axis.
         let offsets: Vec<usize> = lengths.iter().scan(0, |at, l| Some(std::mem::replace(at, *at + l))).collect();
-        // SAFETY: every element is written below before anything reads it.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
-        let mut output_ram = output.try_as_plain_ram_mut()?;
-        let dst = output_ram.as_slice_mut::<f32>()?;
-        let total = dst.len();
-        if total > 0 {
-            // Output unit u (of `inner` values) is (o, k) along the axis: of
-            // the input whose span holds k.
-            par_chunks_mut(dst, inner, total, |first, chunk| {
+        // Output unit u (of `inner` values) is (o, k) along the axis: of the
+        // input whose span holds k.
+        // SAFETY: `copy_runs` writes every unit of the chunk.
+        let output = unsafe {
+            threaded_output(&shape, inner, |first, chunk| {
                 copy_runs(chunk, first, inner, |u| {
                     let (o, k) = (u / total_length, u % total_length);
                     let i = offsets.partition_point(|&at| at <= k) - 1;
                     (srcs[i], o * lengths[i] + k - offsets[i], offsets[i] + lengths[i] - k)
                 });
                 Ok(())
-            })?;
-        }
+            })?
+        };
         Ok(tvec!(output.into_tvalue()))
     }
 }

@@ -15,7 +15,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math::{Mul, Sub};
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
-use super::with_const;
+use super::{threaded_output, with_const};
 
 /// Rows a thread takes through each step at once: calling tract's sum and
 /// RmsNorm kernels alternately row by row ran twice as slow as in blocks.
@@ -62,43 +62,40 @@ impl EvalOp for LayerNorm {
             let len = values.len();
             if len > 0 {
                 par_chunks_mut(values, width, len, |_, rows| {
-                    for block in rows.chunks_mut(BLOCK_ROWS * width) {
-                        let means = self.means(block, width, &kernels)?;
-                        for (row, mean) in block.chunks_exact_mut(width).zip(means) {
-                            row.iter_mut().for_each(|v| *v -= mean);
-                        }
-                        block.chunks_exact_mut(width).for_each(|row| (kernels.1)(row, self.eps));
-                    }
-                    Ok(())
+                    rows.chunks_mut(BLOCK_ROWS * width).try_for_each(|block| self.normalize(block, width, &kernels))
                 })?;
             }
             return Ok(tvec!(x.into_tvalue()));
         }
         let x_ram = x.try_as_plain_ram()?;
         let x = x_ram.as_slice::<f32>()?;
-        // SAFETY: every element is written below before anything reads it.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(x_ram.shape())? };
-        let mut output_ram = output.try_as_plain_ram_mut()?;
-        let out = output_ram.as_slice_mut::<f32>()?;
-        let len = out.len();
-        if len > 0 {
-            par_chunks_mut(out, width, len, |first, rows| {
+        // Each block is copied out, then normalized there as in place.
+        // SAFETY: each block is written whole by the copy.
+        let output = unsafe {
+            threaded_output(x_ram.shape(), width, |first, rows| {
                 for (b, block) in rows.chunks_mut(BLOCK_ROWS * width).enumerate() {
-                    let input = &x[(first + b * BLOCK_ROWS) * width..][..block.len()];
-                    let means = self.means(input, width, &kernels)?;
-                    for ((row, input), mean) in block.chunks_exact_mut(width).zip(input.chunks_exact(width)).zip(means) {
-                        row.iter_mut().zip(input).for_each(|(o, x)| *o = x - mean);
-                    }
-                    block.chunks_exact_mut(width).for_each(|row| (kernels.1)(row, self.eps));
+                    block.copy_from_slice(&x[(first + b * BLOCK_ROWS) * width..][..block.len()]);
+                    self.normalize(block, width, &kernels)?;
                 }
                 Ok(())
-            })?;
-        }
+            })?
+        };
         Ok(tvec!(output.into_tvalue()))
     }
 }
 
 impl LayerNorm {
+    /// Normalizes each row of `block` in place: tract's chain, step by step
+    /// over the whole block.
+    fn normalize(&self, block: &mut [f32], width: usize, kernels: &Kernels) -> TractResult<()> {
+        let means = self.means(block, width, kernels)?;
+        for (row, mean) in block.chunks_exact_mut(width).zip(means) {
+            row.iter_mut().for_each(|v| *v -= mean);
+        }
+        block.chunks_exact_mut(width).for_each(|row| (kernels.1)(row, self.eps));
+        Ok(())
+    }
+
     /// Each row's sum times the scale, as tract's Reduce<Sum> and Mul
     /// compute them.
     fn means(&self, rows: &[f32], width: usize, (sum, _): &Kernels) -> TractResult<TVec<f32>> {

@@ -11,6 +11,7 @@ mod pad;
 mod slice;
 mod window_attention;
 
+use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{self, PadMode, TypedConcat};
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
@@ -93,6 +94,24 @@ fn copy_runs<'a>(chunk: &mut [f32], first: usize, inner: usize, source: impl Fn(
         chunk[done * inner..(done + n) * inner].copy_from_slice(&src[at * inner..(at + n) * inner]);
         done += n;
     }
+}
+
+/// A new f32 tensor of `shape`, its rows of `row_len` values filled by
+/// `fill(first_row, rows)` on tract's threads.
+///
+/// # Safety
+/// `fill` writes every value of the rows it is given: the tensor starts
+/// uninitialized.
+unsafe fn threaded_output(shape: &[usize], row_len: usize, fill: impl Fn(usize, &mut [f32]) -> TractResult<()> + Sync + Send) -> TractResult<Tensor> {
+    // SAFETY: the caller's `fill` writes every value before anything reads it.
+    let mut output = unsafe { Tensor::uninitialized::<f32>(shape)? };
+    let mut output_ram = output.try_as_plain_ram_mut()?;
+    let values = output_ram.as_slice_mut::<f32>()?;
+    let len = values.len();
+    if len > 0 {
+        par_chunks_mut(values, row_len, len, fill)?;
+    }
+    Ok(output)
 }
 
 /// Whether this CPU is one where [`dense::Dense`] was measured faster than

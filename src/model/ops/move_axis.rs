@@ -7,8 +7,9 @@
 //! 657 ms, with the second core idle (docs/PERFORMANCE.md).
 //! [`super::spread`] puts this operator in their place.
 
-use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::tract_core::internal::*;
+
+use super::threaded_output;
 
 /// Output rows, and items of a row, copied as one tile: a tile reads `TILE`
 /// items of each of `TILE` consecutive input rows, so that a transpose of
@@ -60,18 +61,14 @@ impl EvalOp for MoveAxis {
         let input = input.try_as_plain_ram()?;
         let src = input.as_slice::<f32>()?;
         ensure!(src.len() == outer * p * q * inner, "MoveAxisThreaded: input of {} values for {shape:?}", src.len());
-        // SAFETY: every element is written below before anything reads it.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&shape)? };
-        let mut output_ram = output.try_as_plain_ram_mut()?;
-        let dst = output_ram.as_slice_mut::<f32>()?;
-        let len = dst.len();
-        if len > 0 {
-            // Output row (o, j) holds input items (o, 0..p, j), each `inner` values.
-            par_chunks_mut(dst, p * inner, len, |first, rows| {
+        // Output row (o, j) holds input items (o, 0..p, j), each `inner` values.
+        // SAFETY: `copy_rows` writes every item of every row.
+        let output = unsafe {
+            threaded_output(&shape, p * inner, |first, rows| {
                 copy_rows(src, rows, first, [p, q, inner]);
                 Ok(())
-            })?;
-        }
+            })?
+        };
         Ok(tvec!(output.into_tvalue()))
     }
 }

@@ -4,8 +4,9 @@
 //! ndarray (10 pads, 14 ms: docs/PERFORMANCE.md). [`super::spread`] puts
 //! this operator in their place.
 
-use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::tract_core::internal::*;
+
+use super::threaded_output;
 
 /// `before` and `after` values of `value` around each axis, as tract's `Pad`
 /// with a constant.
@@ -40,20 +41,16 @@ impl EvalOp for Pad {
         let padded: TVec<usize> = shape.iter().zip(&self.pads).map(|(d, (b, a))| d + b + a).collect();
         let input = input.try_as_plain_ram()?;
         let src = input.as_slice::<f32>()?;
-        // SAFETY: every element is written below before anything reads it.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&padded)? };
-        let mut output_ram = output.try_as_plain_ram_mut()?;
-        let dst = output_ram.as_slice_mut::<f32>()?;
-        let total = dst.len();
         let width = padded[padded.len() - 1];
-        if total > 0 {
-            par_chunks_mut(dst, width, total, |first, rows| {
+        // SAFETY: `fill_row` writes the whole row.
+        let output = unsafe {
+            threaded_output(&padded, width, |first, rows| {
                 for (r, row) in rows.chunks_exact_mut(width).enumerate() {
                     self.fill_row(row, first + r, &shape, &padded, src);
                 }
                 Ok(())
-            })?;
-        }
+            })?
+        };
         Ok(tvec!(output.into_tvalue()))
     }
 }

@@ -4,10 +4,9 @@
 //! on one thread, 80 slices and 20 ms (docs/PERFORMANCE.md). [`super::spread`]
 //! puts this operator in their place.
 
-use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::tract_core::internal::*;
 
-use super::copy_runs;
+use super::{copy_runs, threaded_output};
 
 /// `start..end` of axis `axis`, as tract's `Slice`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,21 +41,17 @@ impl EvalOp for Slice {
         output_shape[self.axis] = len;
         let input = input.try_as_plain_ram()?;
         let src = input.as_slice::<f32>()?;
-        // SAFETY: every element is written below before anything reads it.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&output_shape)? };
-        let mut output_ram = output.try_as_plain_ram_mut()?;
-        let dst = output_ram.as_slice_mut::<f32>()?;
-        let total = dst.len();
-        if total > 0 {
-            // Output unit u (of `inner` values) is unit (o, start + k) of the input.
-            par_chunks_mut(dst, inner, total, |first, chunk| {
+        // Output unit u (of `inner` values) is unit (o, start + k) of the input.
+        // SAFETY: `copy_runs` writes every unit of the chunk.
+        let output = unsafe {
+            threaded_output(&output_shape, inner, |first, chunk| {
                 copy_runs(chunk, first, inner, |u| {
                     let (o, k) = (u / len, u % len);
                     (src, o * length + self.start + k, len - k)
                 });
                 Ok(())
-            })?;
-        }
+            })?
+        };
         Ok(tvec!(output.into_tvalue()))
     }
 }
