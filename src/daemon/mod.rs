@@ -44,18 +44,24 @@ use crate::pipeline::{FrameSource, Pipeline};
 use crate::serial::DRAIN_READ;
 use crate::touch::{run_taps, EvdevTouch};
 
-/// Makes every thread allocate from glibc's main heap. By default each thread
-/// that allocates gets an arena of its own (eight to ten in a running daemon: capture,
-/// encoder, decoder, tract's pool...), and each keeps the frames' tensors it
-/// freed resident: one heap lowered the daemon's peak RSS from 418 to 378 MiB
-/// (medians of 5 and 10 runs) with the same encoder and prompt times. Loading, which
+/// Makes every thread allocate from glibc's main heap, and blocks of 1 MiB
+/// or more come from mappings of their own, returned as soon as they are
+/// freed. By default each thread that allocates gets an arena of its own
+/// (eight to ten in a running daemon: capture, encoder, decoder, tract's
+/// pool...), and each keeps the frames' tensors it freed resident: one heap
+/// lowered the daemon's peak RSS from 418 to 378 MiB (medians of 5 and 10
+/// runs) with the same encoder and prompt times. The encoder's and the
+/// decoder's tensors come from their memory plans (`model::PlanningAllocator`);
+/// what is left of 1 MiB and more (kept frames' tensors, masks at image
+/// size) left holes in the heap as it came and went. Loading, which
 /// allocates from two threads at once, takes about 0.2 s longer
 /// (docs/PERFORMANCE.md#memory).
-fn share_one_heap() {
+fn tune_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: sets a malloc tunable, before the daemon starts any thread.
+    // SAFETY: sets malloc tunables, before the daemon starts any thread.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
@@ -73,7 +79,7 @@ pub enum Exit {
 /// # Errors
 /// The model, frame source, line or display cannot be set up.
 pub fn run(settings: &Settings) -> Result<Exit> {
-    share_one_heap();
+    tune_heap();
     let service = Service::detect();
     let pipeline = Arc::new(start_pipeline(settings)?);
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;

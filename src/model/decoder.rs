@@ -7,12 +7,14 @@
 //! prompts with the same number of points.
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use anyhow::{ensure, Context, Result};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, Ix3};
 use tract_onnx::prelude::*;
 
 use super::encoder::{Embedding, FrameTensors};
+use super::memory_plan::{MemoryPlanStats, RunMemories};
 use super::manifest::{Manifest, Variant};
 use super::mask::Mask;
 use super::postprocess::upscale;
@@ -127,6 +129,8 @@ pub struct MaskDecoder {
     frame: Plan,
     /// Frame tensors + a batch of point sets -> scores and logits.
     points: Plan,
+    /// By batch shape: a daemon's prompts mostly have one or two.
+    points_memory: Arc<RunMemories>,
     mask_side: usize,
 }
 
@@ -161,7 +165,13 @@ impl MaskDecoder {
             Compute::F32,
         )
         .context("loading the mask decoder's per-prompt part")?;
-        Ok(MaskDecoder { frame, points, mask_side: m })
+        Ok(MaskDecoder { frame, points, points_memory: Arc::new(RunMemories::new(PLANNED_SHAPES)), mask_side: m })
+    }
+
+    /// How the last decodes of the prompt shapes run most recently had
+    /// their tensors served, most recent first (docs/PERFORMANCE.md#memory).
+    pub fn memory_plans(&self) -> Vec<MemoryPlanStats> {
+        self.points_memory.stats()
     }
 
     /// Side of the low-resolution masks this decoder reads and writes.
@@ -214,9 +224,10 @@ impl MaskDecoder {
             }
         }
         let mut out: Vec<Option<LowResMasks>> = vec![None; prompts.len()];
+        let frame = if groups.is_empty() { None } else { Some(self.frame_tensors(embedding)?) };
         for members in groups.values().flat_map(|m| m.chunks(MAX_BATCH)) {
             let batch: Vec<&Prompt> = members.iter().map(|&i| &prompts[i]).collect();
-            let frame = self.prepared(embedding)?;
+            let frame = frame.as_ref().expect("computed for the groups");
             for (&i, low_res) in members.iter().zip(self.run_points(frame, &batch, geometry)?) {
                 out[i] = Some(low_res);
             }
@@ -229,23 +240,27 @@ impl MaskDecoder {
         Ok(out.into_iter().map(|o| o.expect("every prompt decoded")).collect())
     }
 
-    /// Runs the per-frame part for `embedding` unless it already ran: call
-    /// it where frames are encoded so that prompts only pay their own part.
+    /// Runs the per-frame part for `embedding` and keeps its tensors with it,
+    /// unless they are kept already: call it where frames are encoded so that
+    /// prompts only pay their own part.
     ///
     /// # Errors
     /// The model fails.
     pub fn prepare(&self, embedding: &Embedding) -> Result<()> {
-        self.prepared(embedding).map(|_| ())
+        let mut kept = embedding.frame.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.is_none() {
+            *kept = Some(Arc::new(self.run_frame(embedding, None)?));
+        }
+        Ok(())
     }
 
-    fn prepared<'e>(&self, embedding: &'e Embedding) -> Result<&'e FrameTensors> {
-        if let Some(frame) = embedding.frame.get() {
-            return Ok(frame);
+    /// The per-frame tensors kept by [`MaskDecoder::prepare`], or computed for this call.
+    fn frame_tensors(&self, embedding: &Embedding) -> Result<Arc<FrameTensors>> {
+        let kept = embedding.frame.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        match kept {
+            Some(frame) => Ok(frame),
+            None => Ok(Arc::new(self.run_frame(embedding, None)?)),
         }
-        let frame = self.run_frame(embedding, None)?;
-        // Another thread may have set it meanwhile: both values are equal.
-        let _ = embedding.frame.set(frame);
-        Ok(embedding.frame.get().expect("just set"))
     }
 
     fn run_frame(&self, embedding: &Embedding, mask_input: Option<&LowResMask>) -> Result<FrameTensors> {
@@ -276,7 +291,8 @@ impl MaskDecoder {
         let mut inputs: TVec<TValue> = frame.0.iter().map(|t| t.clone().into_tvalue()).collect();
         inputs.push(Tensor::from_shape(&[b, n, 2], &coords)?.into_tvalue());
         inputs.push(Tensor::from_shape(&[b, n], &labels)?.into_tvalue());
-        let outputs = self.points.run(inputs).context("running the mask decoder")?;
+        let memory = self.points_memory.for_shape(&[b, n]);
+        let outputs = memory.run(|| self.points.run(inputs)).context("running the mask decoder")?;
         let (ious, logits) = output_views(&outputs, b, self.mask_side)?;
         Ok(prompts
             .iter()
@@ -375,6 +391,10 @@ fn output_views(outputs: &[TValue], b: usize, m: usize) -> Result<(ArrayView2<'_
 /// at 1.6x the cost per prompt of 8 lone runs (thread CPU time, see
 /// docs/PERFORMANCE.md): lone runs it is, until a measurement says otherwise.
 const MAX_BATCH: usize = 1;
+
+/// Prompt shapes (number of points) whose memory plans are kept: each
+/// arena holds a decode's tensors, about 20 MB (docs/PERFORMANCE.md#memory).
+const PLANNED_SHAPES: usize = 2;
 
 /// Number of sparse inputs of `prompt` (see `Prompt::sparse_inputs`): its
 /// points, then 2 box corners or 1 padding point.

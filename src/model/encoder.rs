@@ -4,7 +4,7 @@
 //! this machine, and an inference server elsewhere can fill it too.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 use image::RgbImage;
@@ -12,7 +12,8 @@ use tract_onnx::prelude::*;
 
 use super::compute::Compute;
 use super::manifest::{Manifest, Precision};
-use super::preprocess::{encoder_input, Geometry, Size};
+use super::memory_plan::{MemoryPlanStats, RunMemory};
+use super::preprocess::{encoder_input, padded_input, resized, Geometry, Size};
 use super::profile::{profile, NodeCost};
 use super::session::{self, Plan};
 
@@ -80,9 +81,9 @@ impl fmt::Display for EncoderState {
 pub struct Embedding {
     pub(crate) features: Arc<Tensor>,
     pub geometry: Geometry,
-    /// The mask decoder's per-frame part, computed by the first decode (or
-    /// `MaskDecoder::prepare`) and shared by clones.
-    pub(crate) frame: Arc<OnceLock<FrameTensors>>,
+    /// The mask decoder's per-frame tensors, kept by `MaskDecoder::prepare`
+    /// until [`Embedding::forget_frame_tensors`], and shared by clones.
+    pub(crate) frame: Arc<Mutex<Option<Arc<FrameTensors>>>>,
 }
 
 /// The mask decoder's per-frame tensors for one embedding.
@@ -101,12 +102,22 @@ impl Embedding {
     pub fn features(&self) -> &Tensor {
         &self.features
     }
+
+    /// Drops the mask decoder's per-frame tensors that `MaskDecoder::prepare`
+    /// kept (10 MB for MobileSAM, 2.5 times the embedding): decodes then
+    /// compute them for themselves (15 ms on a laptop core). For frames that
+    /// prompts rarely target any more.
+    pub fn forget_frame_tensors(&self) {
+        self.frame.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
 }
 
 /// The encoder of a local model, run by tract on this machine.
 #[derive(Debug, Clone)]
 pub struct ImageEncoder {
     plan: Plan,
+    /// Shared by clones: one of them runs planned at a time.
+    memory: Arc<RunMemory>,
     input_side: u32,
     pixel_mean: [f32; 3],
     pixel_std: [f32; 3],
@@ -131,6 +142,7 @@ impl ImageEncoder {
         .context("loading the image encoder")?;
         Ok(ImageEncoder {
             plan,
+            memory: Arc::default(),
             input_side: side as u32,
             pixel_mean: manifest.pixel_mean,
             pixel_std: manifest.pixel_std,
@@ -164,13 +176,21 @@ impl ImageEncoder {
     /// # Errors
     /// The model fails.
     pub fn embed_input(&self, input: Tensor, geometry: Geometry) -> Result<Embedding> {
-        let mut outputs =
-            self.plan.run(self.plan_inputs(input)?).context("running the image encoder")?;
+        self.memory.run(|| self.run_plan(input, geometry))
+    }
+
+    fn run_plan(&self, input: Tensor, geometry: Geometry) -> Result<Embedding> {
+        let mut outputs = self.plan.run(self.plan_inputs(input)?).context("running the image encoder")?;
         let features = match self.compute {
             Compute::F32 => outputs.remove(0).into_arc_tensor(),
             Compute::F16 => Arc::new(outputs[0].cast_to::<f32>()?.into_owned()),
         };
         Ok(Embedding { features, geometry, frame: Arc::default() })
+    }
+
+    /// How the last run's large tensors were served (docs/PERFORMANCE.md#memory).
+    pub fn memory_plan(&self) -> MemoryPlanStats {
+        self.memory.stats()
     }
 
     /// Runs the plan on an input from [`ImageEncoder::input`] as
@@ -198,8 +218,14 @@ impl Encoder for ImageEncoder {
     /// # Errors
     /// The image is empty, or the model fails or returns an unexpected shape.
     fn embed(&self, image: &RgbImage) -> Result<Embedding> {
-        let (input, geometry) = self.input(image)?;
-        self.embed_input(input, geometry)
+        let geometry = Geometry::new(Size::new(image.width(), image.height()), self.input_side);
+        // Resized outside the plan, as its sizes follow the image's. The
+        // input (12.6 MB) is planned: freed within the run, its place serves later tensors.
+        let resized = resized(image, &geometry)?;
+        self.memory.run(|| {
+            let input = padded_input(&resized, self.input_side, self.pixel_mean, self.pixel_std);
+            self.run_plan(Tensor::from(input), geometry)
+        })
     }
 
     fn name(&self) -> String {

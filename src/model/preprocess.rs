@@ -67,16 +67,29 @@ pub fn encoder_input(
     mean: [f32; 3],
     std: [f32; 3],
 ) -> Result<Array4<f32>> {
+    Ok(padded_input(&resized(image, geometry)?, geometry.input_side, mean, std))
+}
+
+/// The first step of [`encoder_input`]: the image at `geometry.resized`.
+///
+/// # Errors
+/// The image is empty.
+pub fn resized(image: &RgbImage, geometry: &Geometry) -> Result<RgbImage> {
     ensure!(image.width() > 0 && image.height() > 0, "the image is empty (0 pixels)");
-    let resized = resize_bilinear_rgb(image, geometry.resized.width, geometry.resized.height);
-    let side = geometry.input_side as usize;
+    Ok(resize_bilinear_rgb(image, geometry.resized.width, geometry.resized.height))
+}
+
+/// The second step of [`encoder_input`]: `resized` normalized and padded
+/// with zeros to `side` x `side`.
+pub fn padded_input(resized: &RgbImage, side: u32, mean: [f32; 3], std: [f32; 3]) -> Array4<f32> {
+    let side = side as usize;
     let mut input = Array4::<f32>::zeros((1, 3, side, side));
     for (x, y, pixel) in resized.enumerate_pixels() {
         for c in 0..3 {
             input[[0, c, y as usize, x as usize]] = (f32::from(pixel[c]) - mean[c]) / std[c];
         }
     }
-    Ok(input)
+    input
 }
 
 /// The first half of [`encoder_input`], for an encoder elsewhere that

@@ -33,11 +33,19 @@ impl EmbeddingCache {
     /// Adds the newest frame, forgetting the oldest beyond `kept`. A frame
     /// older than the newest kept one (encoded in parallel, finished later)
     /// is not kept: latest frame wins. Returns whether it was kept.
+    ///
+    /// Only the newest frame keeps the mask decoder's per-frame tensors:
+    /// prompts mostly target it, and a prompt for an older frame recomputes
+    /// them (15 ms) rather than every kept frame holding 10 MB more
+    /// (docs/PERFORMANCE.md#memory).
     pub fn push(&self, embedded: EmbeddedFrame) -> bool {
         let embedded = Arc::new(embedded);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.back().is_some_and(|newest| newest.frame.id > embedded.frame.id) {
             return false;
+        }
+        if let Some(previous) = entries.back() {
+            previous.embedding.forget_frame_tensors();
         }
         if entries.len() == self.kept {
             entries.pop_front();
@@ -76,7 +84,7 @@ mod tests {
     use tract_onnx::prelude::Tensor;
 
     use super::*;
-    use crate::model::{Geometry, Size};
+    use crate::model::{FrameTensors, Geometry, Size};
 
     fn embedded(id: u32) -> EmbeddedFrame {
         let image = Arc::new(image::RgbImage::new(4, 4));
@@ -96,5 +104,23 @@ mod tests {
         assert_eq!(cache.latest().unwrap().frame.id, 3);
         assert!(cache.push(embedded(4)) && cache.push(embedded(5)));
         assert_eq!(cache.ids(), [3, 4, 5], "the oldest beyond `kept` is forgotten");
+    }
+
+    #[test]
+    fn only_the_newest_frame_keeps_the_decoders_per_frame_tensors() {
+        let cache = EmbeddingCache::new(3);
+        let prepared = |id| {
+            let embedded = embedded(id);
+            *embedded.embedding.frame.lock().unwrap() = Some(Arc::new(FrameTensors(Vec::new())));
+            embedded
+        };
+        let kept = |id| cache.get(id).unwrap().embedding.frame.lock().unwrap().is_some();
+        cache.push(prepared(1));
+        assert!(kept(1));
+        cache.push(prepared(2));
+        assert!(!kept(1) && kept(2));
+        // A late older frame is not kept, and takes nothing from the newest.
+        assert!(!cache.push(prepared(1)));
+        assert!(kept(2));
     }
 }

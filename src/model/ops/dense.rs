@@ -195,7 +195,9 @@ impl EvalOp for Dense {
 }
 
 /// Asks Linux for 2 MiB pages under an output above glibc's largest mmap
-/// threshold (32 MiB), which glibc maps afresh for each run and unmaps after:
+/// threshold (32 MiB), which glibc maps afresh for each run and unmaps after
+/// (a one-shot run, or a plan's first: later runs take it from the memory
+/// plan's arena, advised whole):
 /// layer 0's downsampling product (33.5 MB) then takes 16 page faults
 /// instead of 8,192, and 21 ms instead of 26 (docs/PERFORMANCE.md). Only
 /// advice: the kernel may have no huge page to give, or the option off.
