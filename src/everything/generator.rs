@@ -127,6 +127,10 @@ fn run(
     mut progress: impl FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<Vec<ProposedMask>> {
     settings.validate()?;
+    // Its own per-frame tensors: a daemon drops the frame's once a newer
+    // frame comes, and this job's hundreds of decodes would each recompute them.
+    let embedding = &embedding.detached();
+    sam.prepare(embedding)?;
     let size = embedding.geometry.original;
     let crops = crop_boxes(size, settings.crop_layers, settings.crop_overlap_ratio);
     let grids: Vec<Vec<[f64; 2]>> = (0..=settings.crop_layers)

@@ -110,6 +110,15 @@ impl Embedding {
     pub fn forget_frame_tensors(&self) {
         self.frame.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
+
+    /// A clone that holds the per-frame tensors this one has now (if any)
+    /// for itself, whatever [`Embedding::forget_frame_tensors`] does to the
+    /// others: for a long job on one frame while newer frames come.
+    pub fn detached(&self) -> Embedding {
+        let frame = self.frame.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Embedding { features: self.features.clone(), geometry: self.geometry, frame: Arc::new(Mutex::new(frame)) }
+    }
+
 }
 
 /// The encoder of a local model, run by tract on this machine.

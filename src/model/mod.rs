@@ -130,6 +130,15 @@ impl Sam {
         Ok(embedding)
     }
 
+    /// Runs the mask decoder's per-frame part for `embedding` and keeps its
+    /// tensors with it, unless it has them (as [`Sam::embed`] does).
+    ///
+    /// # Errors
+    /// The model fails.
+    pub fn prepare(&self, embedding: &Embedding) -> Result<()> {
+        self.decoder.prepare(embedding)
+    }
+
     /// Decodes a prompt against an embedding (the light, per-prompt step).
     pub fn decode(&self, embedding: &Embedding, prompt: &Prompt) -> Result<Masks> {
         self.decoder.decode(embedding, prompt)

@@ -122,5 +122,9 @@ mod tests {
         // A late older frame is not kept, and takes nothing from the newest.
         assert!(!cache.push(prepared(1)));
         assert!(kept(2));
+        // A detached clone (a long job's) keeps what frame 2 had.
+        let held = cache.get(2).unwrap().embedding.detached();
+        cache.push(prepared(3));
+        assert!(!kept(2) && held.frame.lock().unwrap().is_some());
     }
 }
