@@ -287,7 +287,7 @@ impl Drop for RunMemory {
     fn drop(&mut self) {
         let phase = self.phase.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Phase::Replaying(replay) = phase {
-            replay.arena.release(replay.slot);
+            Arena::release(replay.arena, replay.slot);
         }
     }
 }
@@ -512,16 +512,21 @@ impl Arena {
         }
     }
 
-    /// Unregisters and unmaps the arena, unless a block is still live (a
-    /// model's output kept after the model): then it stays for good.
-    fn release(&'static self, slot: usize) {
-        if self.live.iter().any(|live| live.load(Ordering::Acquire)) {
+    /// Unregisters, unmaps and frees `arena` (registered in `slot`, used by
+    /// no run any more), unless a block is still live (a model's output
+    /// kept after the model): then it stays for good.
+    fn release(arena: &'static Arena, slot: usize) {
+        if arena.live.iter().any(|live| live.load(Ordering::Acquire)) {
             return;
         }
         ARENA_LENS[slot].store(0, Ordering::Release);
         ARENA_BASES[slot].store(0, Ordering::Release);
         ARENAS[slot].store(ptr::null_mut(), Ordering::Release);
-        unmap(self.base, self.len);
+        unmap(arena.base, arena.len);
+        // SAFETY: made by `Box::leak` in `Arena::map`. Nothing reaches it any
+        // more: no run uses it, and `Arena::containing` only reads an arena
+        // for a pointer inside it, that is, while one of its blocks is live.
+        drop(unsafe { Box::from_raw(ptr::from_ref(arena).cast_mut()) });
     }
 }
 
