@@ -2,10 +2,10 @@
 //! memory patterns do.
 //!
 //! tract allocates each node's output when the node runs and frees it after
-//! its last use, through the global allocator. A frame's encoding does so a
-//! few hundred times in sizes of 0.3-34 MB, and glibc's heap, which serves
+//! its last use, through the global allocator. A frame's encoding does so
+//! about 1,250 times in sizes of 0.26-34 MB, and glibc's heap, which serves
 //! them between the frames' kept tensors, keeps its holes resident: the
-//! daemon's RSS sat 160 MB above its live heap (docs/PERFORMANCE.md#memory).
+//! daemon's RSS sat about 150 MB above its live heap (docs/PERFORMANCE.md#memory).
 //! A plan with fixed input shapes allocates the same sizes in the same order
 //! on every run, so [`RunMemory`] records the first run's large blocks (when
 //! each was allocated and freed), gives each one an offset in one mapping such
@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 /// Blocks from this size on are planned; smaller ones stay with the system
 /// allocator, whose bins serve them without holes worth the bookkeeping.
 const LARGE: usize = 256 << 10;
-/// Large allocations a recorded run may make: the encoder makes about 400.
+/// Large allocations a recorded run may make: the encoder makes 1,249.
 const MAX_RECORDED: usize = 4096;
 /// Offsets are multiples of a cache line at least.
 const MIN_ALIGN: usize = 64;
