@@ -441,18 +441,12 @@ fn a_board_publishes_takes_prompts_and_survives_its_broker() {
     let found = json(&found);
     // The objects go out when the job ends; the snapshot thread writes its
     // files after that, so the file may still be on its way.
-    let started = Instant::now();
-    let file = loop {
-        let json = std::fs::read_dir(dir.join("snapshots"))
+    let file = wait_for(Duration::from_secs(10), || "no snapshot JSON file 10 s after the objects were published".into(), || {
+        std::fs::read_dir(dir.join("snapshots"))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "json"));
-        match json {
-            Some(file) => break file,
-            None if started.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(50)),
-            None => panic!("no snapshot JSON file 10 s after the objects were published"),
-        }
-    };
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+    });
     let records = json(&std::fs::read_to_string(file).unwrap());
     assert_eq!((found["schema"].as_u64(), found["prompts"].as_u64()), (Some(1), Some(4)), "{found}");
     assert!(!records.as_array().unwrap().is_empty());

@@ -227,8 +227,8 @@ impl RunMemory {
         let active = Active::enter(&mut phase);
         let result = run();
         drop(active);
-        if let Phase::Recording(recording) = &mut *phase {
-            let recording = std::mem::replace(recording, Recording::empty());
+        if let Phase::Recording(_) = &*phase {
+            let Phase::Recording(recording) = std::mem::take(&mut *phase) else { unreachable!("matched above") };
             *phase = recording.into_plan();
             if let Phase::Replaying(replay) = &*phase {
                 log::debug!("memory plan: {:.1} MB for {} blocks", replay.arena.len as f64 / 1e6, replay.arena.blocks.len());
@@ -340,10 +340,6 @@ impl Recording {
     fn new() -> Recording {
         // Reserved up front: the allocator must not allocate to record.
         Recording { blocks: Vec::with_capacity(MAX_RECORDED), live: Vec::with_capacity(MAX_RECORDED), clock: 0, overflowed: false }
-    }
-
-    fn empty() -> Recording {
-        Recording { blocks: Vec::new(), live: Vec::new(), clock: 0, overflowed: true }
     }
 
     fn allocated(&mut self, block: *mut u8, layout: Layout) {
