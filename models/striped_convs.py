@@ -1,8 +1,8 @@
 """TinyViT's full-resolution convolutions computed in horizontal stripes.
 
-The same function as the package's PatchEmbed and MBConv. The patch
-embedding's 32-channel 512x512 map and layer 0's 256-channel 256x256 hidden
-maps are 34-67 MB each, and an engine holds a conv's input, output and the
+The same function as the package's PatchEmbed, MBConv and PatchMerging. The
+patch embedding's 32-channel 512x512 map, layer 0's 256-channel 256x256
+hidden maps and its downsampling's 128-channel 256x256 one are 34-67 MB each, and an engine holds a conv's input, output and the
 packed copy of its input at once: at full size these convolutions set the
 encoder's peak memory, and each op streams a whole map through memory before
 the next starts. Every op in them is pointwise or a 3x3 window, so a band of
@@ -75,15 +75,42 @@ class StripedMBConv(nn.Module):
         return torch.cat(out, dim=2)
 
 
+class StripedPatchMerging(nn.Module):
+    """1x1 expand, GELU, 3x3/2 depthwise, GELU, 1x1, then the map as tokens:
+    the downsampling after the MBConv layer, whose expanded map is 128
+    channels at 256x256 (34 MB)."""
+
+    def __init__(self, merging, stripes: int):
+        super().__init__()
+        self.expand, self.depthwise, self.project = (
+            merging.conv1.fuse(), merging.conv2.fuse(), merging.conv3.fuse())
+        self.act = merging.act
+        self.stripes = stripes
+
+    def forward(self, x):
+        rows = int(x.shape[2]) // 2
+        out = []
+        for a, b in bands(rows, self.stripes):
+            hidden = self.act(self.expand(x[:, :, max(2 * a - 1, 0):2 * b]))
+            hidden = self.act(conv3x3_band(hidden, self.depthwise, a, b, rows, 2))
+            out.append(self.project(hidden))
+        return torch.cat(out, dim=2).flatten(2).transpose(1, 2)
+
+
 def stripe_convs(encoder: nn.Module, stripes: int) -> int:
-    """Replaces, in place, the patch embedding and every MBConv of `encoder`;
-    returns how many modules were replaced."""
+    """Replaces, in place, the patch embedding, every MBConv of `encoder` and
+    the downsampling after them; returns how many modules were replaced."""
     encoder.patch_embed = StripedPatchEmbed(encoder.patch_embed, stripes)
     replaced = 1
     for layer in encoder.layers:
         blocks = getattr(layer, "blocks", [])
+        convolutional = False
         for i, block in enumerate(blocks):
             if hasattr(block, "hidden_chans"):
                 blocks[i] = StripedMBConv(block, stripes)
                 replaced += 1
+                convolutional = True
+        if convolutional and getattr(layer, "downsample", None) is not None:
+            layer.downsample = StripedPatchMerging(layer.downsample, stripes)
+            replaced += 1
     return replaced

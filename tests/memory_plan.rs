@@ -23,9 +23,10 @@ fn the_second_run_takes_its_tensors_from_the_plan_and_gives_the_same_embedding()
     let recorded = embed(&images[0]);
     assert_eq!(encoder.memory_plan().planned, 0, "the first run only records");
     let arena = encoder.memory_plan().arena_bytes as f64 / MB;
-    // The activations peak at 54 MB (tests/encoder_memory.rs); packing
-    // them cannot take less, and should not take much more.
-    assert!((40.0..70.0).contains(&arena), "arena of {arena:.1} MB");
+    // The large blocks peak at 47.4 MB; packing them cannot take less, and
+    // takes 50.3 MB (48.5 rounded up to 2 MiB pages). Placed largest first
+    // only, 52.4 MB; in tract's depth-first order, 54.5.
+    assert!((47.0..52.0).contains(&arena), "arena of {arena:.1} MB");
 
     for image in [&images[1], &images[0]] {
         let planned = embed(image);

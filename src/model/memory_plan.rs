@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 /// Blocks from this size on are planned; smaller ones stay with the system
 /// allocator, whose bins serve them without holes worth the bookkeeping.
 const LARGE: usize = 256 << 10;
-/// Large allocations a recorded run may make: the encoder makes 1,249.
+/// Large allocations a recorded run may make: the encoder makes 1,319.
 const MAX_RECORDED: usize = 4096;
 /// Offsets are multiples of a cache line at least.
 const MIN_ALIGN: usize = 64;
@@ -383,20 +383,36 @@ impl Recording {
 }
 
 /// Offsets for the blocks freed within the run (`None` for the others, and
-/// for blocks aligned beyond a page) such
-/// that blocks alive at the same time do not overlap, and the arena length.
-/// Largest first, each at the lowest offset free throughout its lifetime:
-/// the usual greedy for this interval packing, a few percent above the
-/// live peak on the encoder.
+/// for blocks aligned beyond a page) such that blocks alive at the same time
+/// do not overlap, and the arena length. Each block goes, in turn, at the
+/// lowest offset free throughout its lifetime: the usual greedy for this
+/// interval packing, run twice: with the blocks taken largest first, and
+/// largest in size times lifetime first. The shorter arena wins: on the
+/// encoder each won with one of its evaluation orders (48.5 against 51.2 MB
+/// for a live peak of 47.4, and 58.7 against 62.9 for 51.1).
 fn place(blocks: &[RecordedBlock]) -> (Vec<Option<usize>>, usize) {
-    let mut offsets = vec![None; blocks.len()];
     // The arena's base is only page-aligned.
     let placeable = |block: &RecordedBlock| block.freed.is_some() && block.align <= PAGE;
-    let mut order: Vec<usize> = (0..blocks.len()).filter(|&i| placeable(&blocks[i])).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(blocks[i].size), i));
+    let indices: Vec<usize> = (0..blocks.len()).filter(|&i| placeable(&blocks[i])).collect();
+    let lifetime = |i: usize| (blocks[i].freed.unwrap_or(u32::MAX) - blocks[i].allocated) as usize;
+    let rankings: [&dyn Fn(usize) -> usize; 2] = [&|i| blocks[i].size, &|i| blocks[i].size.saturating_mul(lifetime(i))];
+    rankings
+        .iter()
+        .map(|rank| {
+            let mut order = indices.clone();
+            order.sort_by_key(|&i| (std::cmp::Reverse(rank(i)), std::cmp::Reverse(blocks[i].size), i));
+            place_in_order(blocks, &order)
+        })
+        .min_by_key(|(_, len)| *len)
+        .expect("two rankings")
+}
+
+/// [`place`]'s greedy, the blocks taken in `order`.
+fn place_in_order(blocks: &[RecordedBlock], order: &[usize]) -> (Vec<Option<usize>>, usize) {
+    let mut offsets = vec![None; blocks.len()];
     let mut placed: Vec<usize> = Vec::new();
     let mut len = 0;
-    for i in order {
+    for &i in order {
         let (start, end) = (blocks[i].allocated, blocks[i].freed.unwrap_or(u32::MAX));
         let mut taken: Vec<(usize, usize)> = placed
             .iter()

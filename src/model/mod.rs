@@ -8,6 +8,7 @@ mod compute;
 mod decoder;
 mod distance;
 mod encoder;
+mod eval_order;
 mod manifest;
 mod mask;
 mod memory_plan;

@@ -8,6 +8,7 @@ use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Execu
 use tract_onnx::prelude::*;
 
 use super::compute::{self, Compute};
+use super::eval_order;
 use super::ops;
 
 /// An optimized, shareable execution plan.
@@ -53,19 +54,36 @@ pub fn load(
     optimized
         .and_then(|mut m| {
             ops::spread(&mut m)?;
-            m.into_runnable_with_options(&run_options())
+            plan(m)
         })
         .with_context(|| format!("optimizing {}", path.display()))
 }
 
-/// Plans run in depth-first order. tract's default order runs whichever node
-/// is ready first, so over the encoder's striped convolutions
-/// (models/striped_convs.py) it computes every stripe's first conv before any
-/// stripe's second and holds them all; depth first, each stripe is finished
-/// and freed before the next starts: the encoder's activations peak at 67 MB
-/// instead of 92 (docs/PERFORMANCE.md#memory).
-fn run_options() -> RunOptions {
-    RunOptions { skip_order_opt_ram: true, ..Default::default() }
+/// The plan of `model`, run in the order of [`eval_order::leanest`]: among
+/// a few, the order that holds the fewest bytes of activations at once
+/// (docs/PERFORMANCE.md#memory). Plans with symbolic shapes (the decoder's
+/// per-prompt plan) keep tract's depth-first order; tract's default runs
+/// whichever node is ready first, and over the encoder's striped
+/// convolutions computes every stripe's first conv before any stripe's
+/// second and holds them all.
+fn plan(model: TypedModel) -> TractResult<Plan> {
+    let options = RunOptions { skip_order_opt_ram: true, ..Default::default() };
+    let Some(order) = eval_order::leanest(&model)? else {
+        return model.into_runnable_with_options(&options);
+    };
+    log::debug!(
+        "evaluation order: {:.1} MB of activations at the peak, {:.1} MB depth first",
+        order.peak_bytes as f64 / 1e6,
+        order.depth_first_peak_bytes as f64 / 1e6
+    );
+    // The order as a dependency of each node on the one before it: tract's
+    // depth-first order then follows it exactly.
+    let chain: Vec<(usize, usize)> = order.nodes.windows(2).map(|pair| (pair[1], pair[0])).collect();
+    let outputs = model.output_outlets()?.to_vec();
+    #[allow(deprecated)] // tract's only way in for an order of one's own
+    let plan = TypedSimplePlan::build_with_outputs_and_deps(model, &outputs, &chain, &options)?;
+    ensure!(plan.order_without_consts() == order.nodes, "tract did not follow the evaluation order");
+    Ok(Arc::new(plan))
 }
 
 /// tract's settings for optimizing maskd's plans on this architecture. On
