@@ -26,6 +26,8 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::run_heap::RunHeap;
+
 /// Blocks from this size on are planned; smaller ones stay with the system
 /// allocator, whose bins serve them without holes worth the bookkeeping.
 const LARGE: usize = 256 << 10;
@@ -98,13 +100,25 @@ unsafe impl GlobalAlloc for PlanningAllocator {
                 // SAFETY: as in `alloc`.
                 unsafe { (*phase).freed(block) };
             }
+            if let Some(heap) = RunHeap::containing(block) {
+                // SAFETY: as in `alloc`.
+                match unsafe { phase.as_ref() } {
+                    Some(Phase::Recording(recording)) if recording.heap.is_some_and(|own| ptr::eq(own, heap)) => {
+                        // SAFETY: this thread runs the recording and holds its
+                        // phase lock; `block` is one of the heap's live blocks.
+                        unsafe { heap.free_for_reuse(block, layout.size()) }
+                    }
+                    _ => heap.free_elsewhere(),
+                }
+                return;
+            }
         }
         unsafe { System.dealloc(block, layout) }
     }
 
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let planned = layout.size().max(new_size) >= LARGE
-            && (!ACTIVE.with(Cell::get).is_null() || Arena::containing(block).is_some());
+            && (!ACTIVE.with(Cell::get).is_null() || Arena::containing(block).is_some() || RunHeap::containing(block).is_some());
         if !planned {
             return unsafe { System.realloc(block, layout, new_size) };
         }
@@ -144,8 +158,9 @@ enum Phase {
 }
 
 /// The large allocations of a run, in order.
-#[derive(Debug)]
 struct Recording {
+    /// Where the recorded run's large blocks live, if a heap could be opened.
+    heap: Option<&'static RunHeap>,
     blocks: Vec<RecordedBlock>,
     /// The recorded blocks not freed yet: address and index.
     live: Vec<(usize, usize)>,
@@ -315,8 +330,10 @@ impl Phase {
     fn alloc(&mut self, layout: Layout) -> *mut u8 {
         match self {
             Phase::Recording(recording) => {
+                // SAFETY: the phase lock is held, and an unclosed heap is open.
+                let in_heap = recording.heap.and_then(|heap| unsafe { heap.alloc(layout) });
                 // SAFETY: `layout` is large, so not zero-sized.
-                let block = unsafe { System.alloc(layout) };
+                let block = in_heap.unwrap_or_else(|| unsafe { System.alloc(layout) });
                 if !block.is_null() {
                     recording.allocated(block, layout);
                 }
@@ -336,10 +353,38 @@ impl Phase {
     }
 }
 
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording").field("blocks", &self.blocks.len()).field("clock", &self.clock).field("overflowed", &self.overflowed).finish()
+    }
+}
+
+/// A recording dropped unfinished (its run panicked) still closes its heap.
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.close_heap();
+    }
+}
+
 impl Recording {
     fn new() -> Recording {
         // Reserved up front: the allocator must not allocate to record.
-        Recording { blocks: Vec::with_capacity(MAX_RECORDED), live: Vec::with_capacity(MAX_RECORDED), clock: 0, overflowed: false }
+        Recording {
+            heap: RunHeap::open(),
+            blocks: Vec::with_capacity(MAX_RECORDED),
+            live: Vec::with_capacity(MAX_RECORDED),
+            clock: 0,
+            overflowed: false,
+        }
+    }
+
+    /// Ends the run in the heap: its free pages go back to the system.
+    fn close_heap(&mut self) {
+        if let Some(heap) = self.heap.take() {
+            // SAFETY: the phase lock is held (this recording is reached only
+            // through it), and the heap was open.
+            unsafe { heap.close() };
+        }
     }
 
     fn allocated(&mut self, block: *mut u8, layout: Layout) {
@@ -361,7 +406,8 @@ impl Recording {
     }
 
     /// The plan for the recorded run, and its arena.
-    fn into_plan(self) -> Phase {
+    fn into_plan(mut self) -> Phase {
+        self.close_heap();
         if self.overflowed || self.blocks.is_empty() {
             return Phase::Unplanned;
         }

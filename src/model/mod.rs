@@ -18,6 +18,7 @@ mod preprocess;
 mod profile;
 mod prompt;
 mod resize;
+mod run_heap;
 mod session;
 mod shape;
 
