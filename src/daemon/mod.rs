@@ -53,15 +53,20 @@ use crate::touch::{run_taps, EvdevTouch};
 /// runs) with the same encoder and prompt times. The encoder's and the
 /// decoder's tensors come from their memory plans (`model::PlanningAllocator`);
 /// what is left of 1 MiB and more (kept frames' tensors, masks at image
-/// size) left holes in the heap as it came and went. Loading, which
-/// allocates from two threads at once, takes about 0.2 s longer
+/// size) left holes in the heap as it came and went. With blocks mapped so,
+/// the plans' first runs, which they record, take theirs from glibc too,
+/// not from a run heap: peak RSS 222-227 against 228-232 MiB. Loading,
+/// which allocates from two threads at once, takes about 0.2 s longer
 /// (docs/PERFORMANCE.md#memory).
 fn tune_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: sets malloc tunables, before the daemon starts any thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    {
+        // SAFETY: sets malloc tunables, before the daemon starts any thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        }
+        crate::model::record_with_system_allocator();
     }
 }
 

@@ -40,6 +40,19 @@ const PAGE: usize = 4096;
 /// Arenas alive at once in one process: one per loaded encoder.
 const MAX_ARENAS: usize = 16;
 
+/// Whether recorded runs take their large blocks from a [`RunHeap`].
+static RECORD_IN_RUN_HEAPS: AtomicBool = AtomicBool::new(true);
+
+/// Makes recorded runs take their large blocks from the system allocator
+/// instead of a run heap of their own, for a process where that allocator
+/// maps large blocks on their own and returns each when freed (the
+/// daemon's `M_MMAP_THRESHOLD` of 1 MiB): a recording then touches little
+/// more than its live blocks, where a run heap's best fit touches 62 MB for
+/// the encoder's 47 at its peak (docs/PERFORMANCE.md#memory).
+pub fn record_with_system_allocator() {
+    RECORD_IN_RUN_HEAPS.store(false, Ordering::Relaxed);
+}
+
 /// The global allocator that serves planned runs from their arenas and
 /// everything else from the system allocator. Install it in a binary:
 ///
@@ -370,7 +383,7 @@ impl Recording {
     fn new() -> Recording {
         // Reserved up front: the allocator must not allocate to record.
         Recording {
-            heap: RunHeap::open(),
+            heap: if RECORD_IN_RUN_HEAPS.load(Ordering::Relaxed) { RunHeap::open() } else { None },
             blocks: Vec::with_capacity(MAX_RECORDED),
             live: Vec::with_capacity(MAX_RECORDED),
             clock: 0,
@@ -614,6 +627,12 @@ mod tests {
 
     fn block(size: usize, allocated: u32, freed: Option<u32>) -> RecordedBlock {
         RecordedBlock { size, align: 128, allocated, freed }
+    }
+
+    #[test]
+    fn recordings_open_no_heap_once_the_system_allocator_is_chosen() {
+        record_with_system_allocator();
+        assert!(Recording::new().heap.is_none());
     }
 
     #[test]

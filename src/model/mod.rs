@@ -36,7 +36,7 @@ pub use encoder::{Embedding, Encoder, EncoderState, ImageEncoder};
 pub(crate) use encoder::FrameTensors;
 pub use manifest::{Manifest, ModelFile, Precision, Variant, MANIFEST_FILE};
 pub use mask::{Mask, PixelBox, Rle};
-pub use memory_plan::{MemoryPlanStats, PlanningAllocator};
+pub use memory_plan::{record_with_system_allocator, MemoryPlanStats, PlanningAllocator};
 pub use postprocess::{MASK_THRESHOLD, STABILITY_OFFSET};
 pub use preprocess::{planar_pixels, Geometry, Size};
 pub use profile::NodeCost;

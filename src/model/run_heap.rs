@@ -193,6 +193,7 @@ impl RunHeap {
     pub(crate) unsafe fn close(&self) {
         // SAFETY: the caller holds the lock that serializes `space`.
         let space = unsafe { &mut *self.space.get() };
+        log::debug!("run heap: {:.1} MB touched", space.high_water as f64 / 1e6);
         let top = (space.top, space.high_water.max(space.top) - space.top);
         for &(offset, len) in space.free.iter().chain([&top]) {
             let (start, end) = (offset.next_multiple_of(PAGE), (offset + len) & !(PAGE - 1));
