@@ -117,12 +117,13 @@ impl RunHeap {
             Some(at) => {
                 let (offset, len) = space.free.remove(at);
                 let start = offset.next_multiple_of(align);
-                // What is left on either side stays free, in order.
+                // What is left on either side stays free, in order, as far
+                // as the reserved list holds (the allocator must not grow it).
                 let after = (start + size, offset + len - start - size);
-                if after.1 > 0 {
+                if after.1 > 0 && space.free.len() < MAX_FREE_RANGES {
                     space.free.insert(at, after);
                 }
-                if start > offset {
+                if start > offset && space.free.len() < MAX_FREE_RANGES {
                     space.free.insert(at, (offset, start - offset));
                 }
                 start
