@@ -34,9 +34,9 @@ const LARGE: usize = 256 << 10;
 /// Large allocations a recorded run may make: the encoder makes 1,319.
 const MAX_RECORDED: usize = 4096;
 /// Offsets are multiples of a cache line at least.
-const MIN_ALIGN: usize = 64;
+pub(super) const MIN_ALIGN: usize = 64;
 /// The alignment of an arena's base; blocks that need more are not planned.
-const PAGE: usize = 4096;
+pub(super) const PAGE: usize = 4096;
 /// Arenas alive at once in one process: one per loaded encoder.
 const MAX_ARENAS: usize = 16;
 
@@ -519,7 +519,7 @@ impl Arena {
     /// when the mapping fails or every slot is taken.
     fn map(blocks: Vec<Placement>, len: usize) -> Option<(&'static Arena, usize)> {
         let len = len.next_multiple_of(2 << 20);
-        let base = map_anonymous(len)?;
+        let base = map_anonymous(len, 0)?;
         let range = |i: usize| blocks[i].offset.map(|offset| offset..offset + blocks[i].size);
         let overlapping = (0..blocks.len())
             .map(|i| {
@@ -602,11 +602,12 @@ impl Arena {
 }
 
 /// A private anonymous mapping, asking for 2 MiB pages: the encoder's
-/// arena is tens of MB, touched whole on every run.
-fn map_anonymous(len: usize) -> Option<usize> {
+/// arena is tens of MB, touched whole on every run. `flags` are added to
+/// the mapping's (`MAP_NORESERVE` for a reservation of address space).
+pub(super) fn map_anonymous(len: usize, flags: libc::c_int) -> Option<usize> {
     // SAFETY: a fresh private mapping, touching no existing memory.
     let base = unsafe {
-        libc::mmap(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags, -1, 0)
     };
     if base == libc::MAP_FAILED {
         return None;
@@ -616,7 +617,7 @@ fn map_anonymous(len: usize) -> Option<usize> {
     Some(base as usize)
 }
 
-fn unmap(base: usize, len: usize) {
+pub(super) fn unmap(base: usize, len: usize) {
     // SAFETY: `base..base + len` is a mapping of `map_anonymous` that no live block uses.
     unsafe { libc::munmap(base as *mut libc::c_void, len) };
 }

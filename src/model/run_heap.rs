@@ -14,6 +14,8 @@ use std::cell::UnsafeCell;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+use super::memory_plan::{map_anonymous, unmap, MIN_ALIGN, PAGE};
+
 /// Address space reserved per heap: no memory until touched. A run that
 /// needs more gets the rest from the system allocator.
 const RESERVED: usize = 1 << 30;
@@ -21,9 +23,6 @@ const RESERVED: usize = 1 << 30;
 const MAX_HEAPS: usize = 16;
 /// Free ranges tracked at once; beyond, a freed range is not reused.
 const MAX_FREE_RANGES: usize = 4096;
-/// Offsets are multiples of a cache line at least.
-const MIN_ALIGN: usize = 64;
-const PAGE: usize = 4096;
 
 /// Where each registered heap lies, for frees on any thread.
 static HEAP_BASES: [AtomicUsize; MAX_HEAPS] = [const { AtomicUsize::new(0) }; MAX_HEAPS];
@@ -56,35 +55,19 @@ impl RunHeap {
     /// A new registered heap, or `None` when the address space or the
     /// registry is short (the run then uses the system allocator).
     pub(crate) fn open() -> Option<&'static RunHeap> {
-        // SAFETY: a fresh private mapping, touching no existing memory.
-        let base = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                RESERVED,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
-        // SAFETY: advice on the mapping just made; a refusal leaves small pages.
-        unsafe { libc::madvise(base, RESERVED, libc::MADV_HUGEPAGE) };
+        let base = map_anonymous(RESERVED, libc::MAP_NORESERVE)?;
         let space = Space { top: 0, high_water: 0, free: Vec::with_capacity(MAX_FREE_RANGES) };
-        let heap = Box::into_raw(Box::new(RunHeap { base: base as usize, holds: AtomicUsize::new(1), space: UnsafeCell::new(space) }));
+        let heap = Box::into_raw(Box::new(RunHeap { base, holds: AtomicUsize::new(1), space: UnsafeCell::new(space) }));
         for slot in 0..MAX_HEAPS {
             if HEAPS[slot].compare_exchange(ptr::null_mut(), heap, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                HEAP_BASES[slot].store(base as usize, Ordering::Release);
+                HEAP_BASES[slot].store(base, Ordering::Release);
                 // SAFETY: just made by `Box::into_raw`, freed only by `release`.
                 return Some(unsafe { &*heap });
             }
         }
         // SAFETY: never registered, so never handed out.
         drop(unsafe { Box::from_raw(heap) });
-        // SAFETY: the mapping made above, holding no block.
-        unsafe { libc::munmap(base, RESERVED) };
+        unmap(base, RESERVED);
         None
     }
 
@@ -223,8 +206,7 @@ impl RunHeap {
                 HEAPS[slot].store(ptr::null_mut(), Ordering::Release);
             }
         }
-        // SAFETY: the mapping `open` made; no live block lies in it.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, RESERVED) };
+        unmap(self.base, RESERVED);
         // SAFETY: made by `Box::into_raw` in `open`; the last hold is gone,
         // so nothing reaches it any more.
         drop(unsafe { Box::from_raw(this) });
