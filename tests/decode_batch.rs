@@ -1,5 +1,6 @@
 //! `decode_batch` on the real model gives, prompt by prompt, what `decode`
-//! gives alone: batching is a speed-up, never a different answer.
+//! gives alone: batching is a speed-up, never a different answer. Neither
+//! does publishing a frame before its per-frame part (as the daemon does).
 
 mod common;
 
@@ -69,4 +70,33 @@ fn a_bad_prompt_in_a_batch_is_named() {
     let bad = Prompt::from_points(vec![Point::foreground(100.0, 10.0)]);
     let err = format!("{:#}", sam.decode_batch(&embedding, &[good, bad]).unwrap_err());
     assert!(err.contains("prompt 1"), "{err}");
+}
+
+#[test]
+fn a_prompt_on_a_frame_published_before_its_per_frame_part_gets_the_same_masks() {
+    let sam = Sam::load(model_dir(), Precision::F32).unwrap_or_else(|e| panic!("{e:#}"));
+    let image = image::open(cases()[0].image_path()).unwrap().to_rgb8();
+    let prompt = Prompt::from_points(vec![Point::foreground(120.0, 90.0)]);
+    let expected = sam.decode(&sam.embed(&image).unwrap(), &prompt).unwrap();
+
+    let embedding = sam.encode(&image).unwrap();
+    assert!(!sam.publish_then_prepare(&embedding, || false).unwrap(), "an unpublished frame is not prepared");
+    let (sent, answer) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let published = sam
+            .publish_then_prepare(&embedding, || {
+                // A prompt arriving the moment the frame is published.
+                let (sam, embedding, prompt, sent) = (&sam, &embedding, &prompt, sent.clone());
+                scope.spawn(move || sent.send(sam.decode(embedding, prompt)).unwrap());
+                true
+            })
+            .unwrap();
+        assert!(published);
+        let masks = answer
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the prompt was answered (not stuck behind the per-frame part)")
+            .unwrap();
+        assert_eq!(masks.chosen().mask, expected.chosen().mask);
+        assert_eq!(masks.chosen().predicted_iou, expected.chosen().predicted_iou);
+    });
 }

@@ -8,6 +8,7 @@
 
 mod config;
 mod line;
+mod memory;
 mod service;
 mod settings;
 mod snapshots;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, select, tick};
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -43,32 +44,6 @@ use crate::offload;
 use crate::pipeline::{FrameSource, Pipeline};
 use crate::serial::DRAIN_READ;
 use crate::touch::{run_taps, EvdevTouch};
-
-/// Makes every thread allocate from glibc's main heap, and blocks of 1 MiB
-/// or more come from mappings of their own, returned as soon as they are
-/// freed. By default each thread that allocates gets an arena of its own
-/// (eight to ten in a running daemon: capture, encoder, decoder, tract's
-/// pool...), and each keeps the frames' tensors it freed resident: one heap
-/// lowered the daemon's peak RSS from 418 to 378 MiB (medians of 5 and 10
-/// runs) with the same encoder and prompt times. The encoder's and the
-/// decoder's tensors come from their memory plans (`model::PlanningAllocator`);
-/// what is left of 1 MiB and more (kept frames' tensors, masks at image
-/// size) left holes in the heap as it came and went. With blocks mapped so,
-/// the plans' first runs, which they record, take theirs from glibc too,
-/// not from a run heap: peak RSS 222-227 against 228-232 MiB. Loading,
-/// which allocates from two threads at once, takes about 0.2 s longer
-/// (docs/PERFORMANCE.md#memory).
-fn tune_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: sets malloc tunables, before the daemon starts any thread.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-        }
-        crate::model::record_with_system_allocator();
-    }
-}
 
 /// How the daemon ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +59,11 @@ pub enum Exit {
 /// # Errors
 /// The model, frame source, line or display cannot be set up.
 pub fn run(settings: &Settings) -> Result<Exit> {
-    tune_heap();
+    memory::tune_heap();
     let service = Service::detect();
     let pipeline = Arc::new(start_pipeline(settings)?);
+    let released = memory::release_loading_code();
+    debug!("released {:.1} MiB of the binary's pages that loading ran", released as f64 / (1 << 20) as f64);
     let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     let line = settings.line.as_ref().map(|line| Line::open(&line.device)).transpose()?;
     let mut screen = open_display(settings)?;

@@ -247,11 +247,28 @@ impl MaskDecoder {
     /// # Errors
     /// The model fails.
     pub fn prepare(&self, embedding: &Embedding) -> Result<()> {
+        self.publish_then_prepare(embedding, || true).map(drop)
+    }
+
+    /// [`MaskDecoder::prepare`] after `publish`, which makes `embedding`
+    /// reachable by prompts (a cache of frames) and returns whether it did.
+    /// `publish` runs while the slot of the embedding's per-frame tensors
+    /// is held: prompts for it then wait for the tensors rather than
+    /// compute their own, and what `publish` lets go of (an older frame's
+    /// tensors) is freed before these are made. Returns what `publish`
+    /// returned; nothing runs if it was false.
+    ///
+    /// # Errors
+    /// The model fails (the embedding was published all the same).
+    pub fn publish_then_prepare(&self, embedding: &Embedding, publish: impl FnOnce() -> bool) -> Result<bool> {
         let mut kept = embedding.frame.lock().unwrap_or_else(PoisonError::into_inner);
+        if !publish() {
+            return Ok(false);
+        }
         if kept.is_none() {
             *kept = Some(Arc::new(self.run_frame(embedding, None)?));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The per-frame tensors kept by [`MaskDecoder::prepare`], or computed for this call.

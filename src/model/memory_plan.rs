@@ -46,7 +46,7 @@ static RECORD_IN_RUN_HEAPS: AtomicBool = AtomicBool::new(true);
 /// Makes recorded runs take their large blocks from the system allocator
 /// instead of a run heap of their own, for a process where that allocator
 /// maps large blocks on their own and returns each when freed (the
-/// daemon's `M_MMAP_THRESHOLD` of 1 MiB): a recording then touches little
+/// daemon's `M_MMAP_THRESHOLD` of 128 KiB): a recording then touches little
 /// more than its live blocks, where a run heap's best fit touches 62 MB for
 /// the encoder's 47 at its peak (docs/PERFORMANCE.md#memory).
 pub fn record_with_system_allocator() {

@@ -41,7 +41,7 @@ pub use postprocess::{MASK_THRESHOLD, STABILITY_OFFSET};
 pub use preprocess::{planar_pixels, Geometry, Size};
 pub use profile::NodeCost;
 pub use prompt::{BoxPrompt, LowResMask, Point, PointLabel, Prompt, PromptError};
-pub use session::set_threads;
+pub use session::{release_freed_memory, set_threads};
 pub use shape::{shape, Shape};
 
 /// A SAM-family model: an image encoder (on this machine or elsewhere) and
@@ -119,6 +119,17 @@ impl Sam {
     /// The image is empty, the encoder fails, or its embedding does not
     /// have the manifest's shape.
     pub fn embed(&self, image: &RgbImage) -> Result<Embedding> {
+        let embedding = self.encode(image)?;
+        self.decoder.prepare(&embedding)?;
+        Ok(embedding)
+    }
+
+    /// [`Sam::embed`] without the mask decoder's per-frame part: for a
+    /// caller that runs it with [`Sam::publish_then_prepare`].
+    ///
+    /// # Errors
+    /// As [`Sam::embed`].
+    pub fn encode(&self, image: &RgbImage) -> Result<Embedding> {
         let embedding = self.encoder.embed(image)?;
         let [c, h, w] = self.manifest.embedding_shape;
         ensure!(
@@ -128,7 +139,6 @@ impl Sam {
             embedding.features().shape(),
             self.manifest.model
         );
-        self.decoder.prepare(&embedding)?;
         Ok(embedding)
     }
 
@@ -139,6 +149,14 @@ impl Sam {
     /// The model fails.
     pub fn prepare(&self, embedding: &Embedding) -> Result<()> {
         self.decoder.prepare(embedding)
+    }
+
+    /// See [`MaskDecoder::publish_then_prepare`].
+    ///
+    /// # Errors
+    /// The model fails.
+    pub fn publish_then_prepare(&self, embedding: &Embedding, publish: impl FnOnce() -> bool) -> Result<bool> {
+        self.decoder.publish_then_prepare(embedding, publish)
     }
 
     /// Decodes a prompt against an embedding (the light, per-prompt step).

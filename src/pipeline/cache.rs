@@ -44,14 +44,18 @@ impl EmbeddingCache {
         if entries.back().is_some_and(|newest| newest.frame.id > embedded.frame.id) {
             return false;
         }
-        if let Some(previous) = entries.back() {
-            previous.embedding.forget_frame_tensors();
-        }
+        let previous = entries.back().cloned();
         if entries.len() == self.kept {
             entries.pop_front();
         }
         entries.push_back(embedded.clone());
         drop(entries);
+        // Outside the lock: the previous frame's tensors may still be in
+        // the making (`MaskDecoder::publish_then_prepare`), and lookups
+        // must not wait for them.
+        if let Some(previous) = previous {
+            previous.embedding.forget_frame_tensors();
+        }
         self.newest.put(embedded);
         true
     }

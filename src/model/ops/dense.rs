@@ -29,8 +29,12 @@ use super::{is_unary, with_const};
 /// small beside its arithmetic (256 KiB and 4 MiB measured slower).
 const BLOCK_BYTES: usize = 512 * 1024;
 
-/// Bounds of the bytes of a convolution's patches for one block.
-const PATCH_BYTES: std::ops::Range<usize> = 1024 * 1024..8 * 1024 * 1024;
+/// Bounds of the bytes of a convolution's patches for one block. Each
+/// thread holds one block's patches: up to 8 MiB, the encoder's neck (3x3,
+/// 256 channels) took 4.5 MiB per thread, a transient the daemon's peak
+/// RSS carried; at 2 MiB the encoder runs at the same speed
+/// (docs/PERFORMANCE.md#memory).
+const PATCH_BYTES: std::ops::Range<usize> = 1024 * 1024..2 * 1024 * 1024;
 
 /// `act(x·W + bias + residual)`, with `x` seen as an `n x k` matrix and the
 /// output as `n x m` (tokens by channels) or `m x n` (channels by pixels).
