@@ -12,10 +12,10 @@
 /// what is left (kept frames' tensors, masks, frames, display buffers) comes
 /// and goes at other times than the blocks around it and left holes in the
 /// heap. 128 KiB is glibc's own starting threshold, which it raises to the
-/// largest mapped block freed so far: held there, the daemon peaked 4-7 MiB
-/// lower than with 1 MiB (docs/PERFORMANCE.md#memory). With blocks mapped
-/// so, the plans' first runs, which they record, take theirs from glibc
-/// too, not from a run heap.
+/// largest mapped block freed so far: held there, the daemon peaked at
+/// 188-193 MiB against 199-205 with 1 MiB (docs/PERFORMANCE.md#memory).
+/// With blocks mapped so, the plans' first runs, which they record, take
+/// theirs from glibc too, not from a run heap.
 pub fn tune_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
